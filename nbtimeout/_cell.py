@@ -1,0 +1,44 @@
+"""Compile a cell body the way IPython's ``%%time`` does, keeping ``Out[n]`` and real tracebacks."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any
+
+from ._where import current_cell
+
+
+@dataclass(frozen=True)
+class CompiledCell:
+    """A cell body ready to run: statements, then the trailing expression whose value is returned."""
+
+    filename: str
+    statements: CodeType | None
+    last_expr: CodeType | None
+
+    def run(self, namespace: dict[str, Any]) -> Any:
+        """Run in ``namespace``; the value of the trailing expression, or None."""
+        __tracebackhide__ = True
+        if self.statements is not None:
+            exec(self.statements, namespace)
+        return None if self.last_expr is None else eval(self.last_expr, namespace)
+
+
+def compile_cell(shell: Any, magic_line: str, body: str) -> CompiledCell:
+    """Transform and compile ``body``; SyntaxError as IPython would raise it.
+
+    The source is registered with IPython's compiler cache under this cell's number, with the
+    magic line first, so tracebacks say ``Cell In[n], line k`` with the notebook's line numbers.
+    """
+    transformed = shell.transform_cell(body)
+    shown = f"%%timeout {magic_line}\n{transformed}"
+    filename = shell.compile.cache(shown, current_cell(shell), raw_code=f"%%timeout {magic_line}\n{body}")
+    tree = shell.compile.ast_parse("\n" + transformed, filename=filename)
+    tree = shell.transform_ast(tree)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = shell.compile(ast.Expression(tree.body.pop().value), filename, "eval")
+    statements = shell.compile(tree, filename, "exec") if tree.body else None
+    return CompiledCell(filename, statements, last)

@@ -1,0 +1,70 @@
+"""The exceptions nbtimeout raises, and every user-facing message, defined once."""
+
+from __future__ import annotations
+
+import signal
+
+# Messages: one place, so the magic, the API and the banner say the same thing.
+STOPPED = "ran past its {limit} limit ({engine} engine)"
+CRASHED = "the {engine} child {how} after {elapsed}; the kernel is unharmed"
+NO_SIGNAL_THREAD = (
+    "the signal engine needs the main thread (SIGALRM is delivered only there); "
+    "this code runs on {thread!r}: use mode='fork' (%%timeout ... -m fork) instead"
+)
+NO_SIGALRM = "the signal engine needs SIGALRM, which this platform lacks: use mode='fork'"
+NO_FORK = "the fork engine needs os.fork, which this platform lacks: use mode='signal'"
+FORK_CONTEXT = "mode='fork' runs a function in a child process: use it as a decorator, not in a with-block"
+
+
+class CellTimeoutError(TimeoutError):
+    """A timed cell or call ran past its limit.
+
+    Attributes: ``limit`` and ``elapsed`` (seconds), ``engine`` (``"signal"`` or ``"fork"``),
+    ``where`` (``"line 3 in f"`` or ``None``) and, for fork, ``stack`` (the child's stack text).
+    """
+
+    def __init__(self, limit: float, elapsed: float, engine: str, where: str | None = None,
+                 stack: str | None = None) -> None:
+        from ._units import format_duration
+
+        self.limit, self.elapsed, self.engine = limit, elapsed, engine
+        self.where, self.stack = where, stack
+        # The message names the limit, not the measured time, so it is the same on every run.
+        super().__init__(STOPPED.format(limit=format_duration(limit),
+                                        engine=engine))
+
+    def __reduce__(self):
+        return type(self), (self.limit, self.elapsed, self.engine, self.where, self.stack)
+
+
+class CellCrashedError(RuntimeError):
+    """The forked child died without reporting back (a signal, ``os._exit``, the OOM killer).
+
+    Attributes: ``signal`` (a name such as ``"SIGSEGV"``, or ``None``), ``exitcode``, ``elapsed``.
+    """
+
+    def __init__(self, signum: int | None, exitcode: int | None, elapsed: float,
+                 engine: str = "fork") -> None:
+        from ._units import format_duration
+
+        self.signal = signal.Signals(signum).name if signum else None
+        self.exitcode, self.elapsed, self.engine = exitcode, elapsed, engine
+        how = f"was killed by {self.signal}" if self.signal else f"exited with code {exitcode}"
+        self.how = how
+        super().__init__(CRASHED.format(engine=engine, how=how, elapsed=format_duration(elapsed)))
+
+    def __reduce__(self):
+        signum = signal.Signals[self.signal].value if self.signal else None
+        return type(self), (signum, self.exitcode, self.elapsed, self.engine)
+
+
+class EngineUnavailableError(RuntimeError):
+    """The chosen engine cannot run here (no SIGALRM, not the main thread, no fork)."""
+
+
+class _Expired(BaseException):
+    """Unwinds a timed body; a BaseException so ``except Exception`` cannot swallow it."""
+
+    def __init__(self, token: object) -> None:
+        super().__init__("time limit reached")
+        self.token = token

@@ -1,0 +1,137 @@
+"""``%%timeout`` / ``%timeout``: the magics, their settings (traitlets) and the every-cell limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
+
+from . import _alarm, _banner
+from ._cell import compile_cell
+from ._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
+from ._options import MODES, OFF, Options, parse, resolve, timeout_arguments
+
+
+@magics_class
+class TimeoutMagics(Magics):
+    """Per-cell time limits. Settings: ``%config TimeoutMagics`` or ``c.TimeoutMagics.*``."""
+
+    default_mode = Enum(MODES, "signal", help="Engine when a cell does not name one.").tag(config=True)
+    every_cell = Unicode(
+        "", help="Arguments of a limit on every cell, as %timeout takes them ('30', '2m -m fork'); "
+                 "empty for none.").tag(config=True)
+    grace = Float(1.0, min=0.0, help="Fork mode: seconds between SIGTERM and SIGKILL.").tag(config=True)
+    quiet = Bool(False, help="No live countdown widget; only the final banner.").tag(config=True)
+
+    def __init__(self, shell: Any, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self._depth = 0  # timed cells in progress: nested cells and their bodies are not re-wrapped
+
+    @validate("every_cell")
+    def _check_every_cell(self, proposal: dict[str, Any]) -> str:
+        value = proposal["value"].strip()
+        if value:
+            try:
+                self._options(value)
+            except UsageError as err:
+                raise TraitError(f"TimeoutMagics.every_cell = {value!r}: {err}") from None
+        return value
+
+    def _options(self, line: str) -> Options:
+        return resolve(parse(self.timeout, line), self.default_mode, self.grace, self.quiet)
+
+    @timeout_arguments
+    @line_cell_magic
+    def timeout(self, line: str = "", cell: str | None = None) -> Any:
+        """Stop a cell that runs longer than a time limit.
+
+        Usage::
+
+          %%timeout 5.01 [-m {signal,fork}] [-c] [-g GRACE] [--memory SIZE] [-q]
+          %timeout 30 [options]   limit every following cell (a %%timeout cell keeps its own)
+          %timeout off            remove that limit
+          %timeout                show the current settings
+
+        Past the limit the cell ends with ``CellTimeoutError`` (a ``TimeoutError``), or with ``-c``
+        a banner only. The signal engine runs the cell in the kernel under SIGALRM; the fork engine
+        runs it in a forked child that can always be killed and sends its variables back.
+        """
+        __tracebackhide__ = True
+        if cell is None:
+            return self._every_cell_magic(line)
+        options = self._options(line)
+        self._depth += 1
+        try:
+            return self._run(options, compile_cell(self.shell, line, cell))
+        except (CellTimeoutError, CellCrashedError) as err:
+            _banner.show(err, options.keep_going and isinstance(err, CellTimeoutError))
+            if options.keep_going and isinstance(err, CellTimeoutError):
+                return None
+            raise
+        except EngineUnavailableError as err:
+            raise UsageError(f"%%timeout: {err}") from None
+        finally:
+            self._depth -= 1
+
+    def _run(self, options: Options, compiled: Any) -> Any:
+        __tracebackhide__ = True
+        if options.mode == "fork":
+            from ._fork import run_cell
+
+            return run_cell(compiled, self.shell, options)
+        with _alarm.limited(options.limit):
+            return compiled.run(self.shell.user_ns)
+
+    def _every_cell_magic(self, line: str) -> None:
+        text = line.strip()
+        if text == OFF:
+            self.every_cell = ""
+        elif text:
+            self._options(text)  # a UsageError names what is wrong before anything changes
+            self.every_cell = text
+        print(self.describe_settings())
+
+    def describe_settings(self) -> str:
+        """One line per setting, as ``%timeout`` shows them."""
+        every = f"%%timeout {self.every_cell}" if self.every_cell else "off"
+        return (f"every cell: {every}\ndefault_mode: {self.default_mode}\n"
+                f"grace: {self.grace:g} s\nquiet: {self.quiet}")
+
+    def wrap_cell(self, lines: list[str]) -> list[str]:
+        """Input transformer: put ``%%timeout <every_cell>`` on top of a cell that has no limit."""
+        if not self.every_cell or self._depth or not "".join(lines).strip():
+            return lines
+        first = lines[0].lstrip()
+        if first.startswith(("%%timeout", "%timeout")):
+            return lines
+        return [f"%%timeout {self.every_cell}\n", *lines]
+
+
+def load(shell: Any) -> None:
+    """Register the magics and the every-cell transformer (idempotent)."""
+    if _find(shell) is not None:
+        return
+    magics = TimeoutMagics(shell)
+    shell.register_magics(magics)
+    shell.input_transformers_cleanup.append(magics.wrap_cell)
+
+
+def unload(shell: Any) -> None:
+    """Remove everything ``load`` added."""
+    magics = _find(shell)
+    if magics is None:
+        return
+    if magics.wrap_cell in shell.input_transformers_cleanup:
+        shell.input_transformers_cleanup.remove(magics.wrap_cell)
+    for kind in ("line", "cell"):
+        shell.magics_manager.magics[kind].pop("timeout", None)
+    shell.magics_manager.registry.pop(type(magics).__name__, None)
+    if magics in shell.configurables:
+        shell.configurables.remove(magics)
+
+
+def _find(shell: Any) -> TimeoutMagics | None:
+    found = shell.magics_manager.registry.get(TimeoutMagics.__name__)
+    return found if isinstance(found, TimeoutMagics) else None

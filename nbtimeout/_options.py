@@ -1,0 +1,77 @@
+"""The ``%%timeout`` argument parser and the resolved options of one timed run."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from ._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
+
+F = TypeVar("F", bound=Callable[..., Any])
+MODES = ("signal", "fork")
+OFF = "off"
+
+
+_ARGUMENTS = [  # top to bottom as in the help
+    argument("limit", nargs="?", help=f"the time limit: {DURATION_HELP}; 'off' (line magic) removes it"),
+    argument("-m", "--mode", choices=MODES, help="engine: signal (in the kernel) or fork (in a child)"),
+    argument("-c", "--continue", dest="keep_going", action="store_true",
+             help="on timeout, mark the cell stopped but do not raise, so Run All goes on"),
+    argument("-g", "--grace", help="fork mode: seconds between SIGTERM and SIGKILL (default 1s)"),
+    argument("--memory", help=f"fork mode: memory the cell may allocate beyond the kernel's: {SIZE_HELP}"),
+    argument("-q", "--quiet", action="store_true", help="no live countdown; only the final banner"),
+]
+
+
+def timeout_arguments(func: F) -> F:
+    """Declare the ``%%timeout`` arguments on ``func`` (its docstring gains their help)."""
+    for declare in reversed(_ARGUMENTS):
+        func = declare(func)
+    return magic_arguments()(func)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything one timed run needs to know."""
+
+    limit: float
+    mode: str = "signal"
+    keep_going: bool = False
+    grace: float = 1.0
+    memory: int | None = None
+    quiet: bool = False
+
+
+def parse(magic: Callable[..., object], line: str) -> Any:
+    """argparse's namespace for ``line``; UsageError for unknown options or extra words."""
+    try:
+        shlex.split(line)
+    except ValueError as err:
+        raise UsageError(f"%%timeout: {err}") from None
+    try:
+        return parse_argstring(magic, line)
+    except UsageError as err:
+        raise UsageError(f"%%timeout: {err}") from None
+
+
+def resolve(args: Any, default_mode: str, default_grace: float, default_quiet: bool) -> Options:
+    """Options from parsed ``args`` and the settings; UsageError saying what is wrong."""
+    if args.limit is None:
+        raise UsageError("%%timeout: give a time limit, e.g. %%timeout 5.01 (" + DURATION_HELP + ")")
+    mode = args.mode or default_mode
+    if mode != "fork":
+        for flag, value in (("--grace", args.grace), ("--memory", args.memory)):
+            if value is not None:
+                raise UsageError(f"%%timeout: {flag} works only with --mode fork")
+    try:
+        limit = parse_duration(args.limit, "limit")
+        grace = parse_duration(args.grace, "--grace") if args.grace is not None else default_grace
+        memory = parse_size(args.memory, "--memory") if args.memory is not None else None
+    except ValueError as err:
+        raise UsageError(f"%%timeout: {err}") from None
+    return Options(limit, mode, args.keep_going, grace, memory, args.quiet or default_quiet)

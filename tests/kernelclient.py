@@ -1,0 +1,113 @@
+"""A real ipykernel driven through jupyter_client, read over iopub as a front end reads it."""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.manager import KernelManager
+
+
+@dataclass
+class Result:
+    """What a front end saw for one execute request."""
+
+    reply: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.reply["status"]
+
+    @property
+    def ename(self) -> str | None:
+        return self.reply.get("ename")
+
+    @property
+    def evalue(self) -> str | None:
+        return self.reply.get("evalue")
+
+    @property
+    def traceback(self) -> str:
+        """The error output's traceback, ANSI colours removed."""
+        import re
+
+        text = "\n".join(line for m in self.of("error") for line in m["content"]["traceback"])
+        return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+    def of(self, *types: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["msg_type"] in types]
+
+    def stream(self, name: str = "stdout") -> str:
+        return "".join(m["content"]["text"] for m in self.of("stream") if m["content"]["name"] == name)
+
+    @property
+    def out(self) -> str | None:
+        """``text/plain`` of the execute_result (``Out[n]``), or None."""
+        results = self.of("execute_result")
+        return results[-1]["content"]["data"]["text/plain"] if results else None
+
+    def displays(self, mime: str = "text/plain") -> list[str]:
+        return [m["content"]["data"][mime] for m in self.of("display_data", "update_display_data")
+                if mime in m["content"]["data"]]
+
+
+class Kernel:
+    """One running kernel; ``run(code)`` returns the Result of executing ``code``."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.manager = KernelManager(kernel_name="python3")
+        env = {**os.environ, **(extra_env or {})}
+        self.manager.start_kernel(env=env)
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    @property
+    def pid(self) -> int:
+        return self.manager.provisioner.process.pid
+
+    def run(self, code: str, timeout: float = 60, on_message: Any = None) -> Result:
+        msg_id = self.client.execute(code, allow_stdin=False)
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no idle status within {timeout}s for {code!r}")
+            try:
+                msg = self.client.get_iopub_msg(timeout=left)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if on_message is not None:
+                on_message(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            messages.append(msg)
+        reply = self.client.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.client.get_shell_msg(timeout=timeout)
+        return Result(reply["content"], messages)
+
+    def value(self, expr: str) -> Any:
+        """``expr`` evaluated in the kernel, sent back through repr and literal_eval."""
+        import ast
+
+        result = self.run(f"print(repr({expr}))")
+        assert result.status == "ok", result.traceback
+        return ast.literal_eval(result.stream().strip())
+
+    def interrupt(self) -> None:
+        self.manager.interrupt_kernel()
+
+    def alive(self) -> bool:
+        return self.manager.is_alive()
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
