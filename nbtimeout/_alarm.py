@@ -12,8 +12,9 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 
 from ._errors import NO_SIGALRM, NO_SIGNAL_THREAD, CellTimeoutError, EngineUnavailableError, _Expired
 from ._where import describe_where, trim_tail
@@ -42,6 +43,15 @@ class _Saved:
 
 _stack: list[Deadline] = []
 _saved: _Saved | None = None
+# nbtimeout frames that only call user code (the decorator's wrapper). Innermost at the alarm, they
+# mean a C function of the user's is running (``timeout(1)(time.sleep)``): unwind, do not defer.
+_CALLERS: set[CodeType] = set()
+
+
+def calls_user_code(func: Callable[..., object]) -> Callable[..., object]:
+    """Mark ``func`` as a frame the alarm may unwind: it runs no bookkeeping of ours."""
+    _CALLERS.add(func.__code__)
+    return func
 
 
 def check_available() -> None:
@@ -95,7 +105,7 @@ def _schedule(floor: float = 1e-6) -> None:
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    if frame is not None and frame.f_code.co_filename.startswith(_HERE):
+    if frame is not None and frame.f_code not in _CALLERS and frame.f_code.co_filename.startswith(_HERE):
         # Never unwind nbtimeout's own bookkeeping (a limit being cancelled): try again shortly.
         _schedule(floor=1e-3)
         return

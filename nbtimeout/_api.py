@@ -57,6 +57,7 @@ class timeout:  # noqa: N801 - used like a function: ``with timeout(0.5):``
             return forked  # type: ignore[return-value]
 
         @functools.wraps(func)
+        @_alarm.calls_user_code
         def limited(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True
             with _alarm.limited(self.seconds):
