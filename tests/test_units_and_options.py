@@ -1,0 +1,120 @@
+"""In-process: durations, sizes and the ``%%timeout`` argument parser, without a kernel."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+from nbtimeout._magic import TimeoutMagics
+from nbtimeout._options import Options, parse, resolve
+from nbtimeout._units import format_duration, format_size, parse_duration, parse_size
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("5.01", 5.01), ("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("1h", 3600.0),
+    ("0.25", 0.25), (".5", 0.5), ("1e-2", 0.01), ("2 s", 2.0), (" 3min ", 180.0), ("250MS", 0.25),
+    (5.01, 5.01), (2, 2.0), ("10sec", 10.0),
+])
+def test_durations_with_and_without_units(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", [
+    "nan", "NaN", "inf", "-inf", "infinity", "1e400", "0", "0.0", "0ms", "-1", "-0.5s",
+    "abc", "", "1x", "5 minutes", "1.2.3", "s", "ms", "1 1",
+    float("nan"), float("inf"), 0, -1, 0.0,
+])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError, match="limit") as info:
+        parse_duration(text, "limit")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "500ms" in message  # says what a good value looks like
+
+
+def test_bool_is_not_a_duration():
+    with pytest.raises(ValueError, match="limit"):
+        parse_duration(True, "limit")
+
+
+def test_refusal_names_what_was_wrong():
+    with pytest.raises(ValueError, match=r"--grace 'nan' must be finite and greater than zero"):
+        parse_duration("nan", "--grace")
+    with pytest.raises(ValueError, match=r"limit 'abc' is not a positive number"):
+        parse_duration("abc", "limit")
+
+
+@pytest.mark.parametrize(("text", "nbytes"), [
+    ("512MB", 512 << 20), ("2GB", 2 << 30), ("1k", 1024), ("1KiB", 1024), ("100", 100), (4096, 4096),
+    ("1.5g", int(1.5 * (1 << 30))),
+])
+def test_sizes(text, nbytes):
+    assert parse_size(text) == nbytes
+
+
+@pytest.mark.parametrize("text", ["0MB", "-1GB", "nan", "infGB", "lots", "1 parsec", True])
+def test_bad_sizes_are_refused(text):
+    with pytest.raises(ValueError, match="memory"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0.25, "250 ms"), (0.2, "200 ms"), (5.01, "5.01 s"), (2, "2 s"), (90, "1 min 30 s"), (3600, "60 min"),
+])
+def test_format_duration(seconds, shown):
+    assert format_duration(seconds) == shown
+
+
+def test_format_size():
+    assert format_size(512 << 20) == "512 MB"
+    assert format_size(100) == "100 B"
+    assert format_size(2 << 30) == "2 GB"
+
+
+# --- the %%timeout argument parser ---------------------------------------------------------------
+
+def options(line: str, default_mode: str = "signal") -> Options:
+    return resolve(parse(TimeoutMagics.timeout, line), default_mode, 1.0, False)
+
+
+def test_defaults():
+    assert options("5.01") == Options(limit=5.01, mode="signal", keep_going=False, grace=1.0,
+                                      memory=None, quiet=False)
+
+
+def test_every_option():
+    got = options("2m -m fork -c -g 500ms --memory 512MB -q")
+    assert got == Options(limit=120.0, mode="fork", keep_going=True, grace=0.5, memory=512 << 20, quiet=True)
+    assert options("1 --continue --quiet --mode signal") == Options(1.0, "signal", True, 1.0, None, True)
+
+
+def test_default_mode_setting_applies_and_the_cell_wins():
+    assert options("1", default_mode="fork").mode == "fork"
+    assert options("1 -m signal", default_mode="fork").mode == "signal"
+    # --memory is fine when the default engine is fork
+    assert options("1 --memory 1GB", default_mode="fork").memory == 1 << 30
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("abc", "limit 'abc' is not"),
+    ("-1", "must be finite and greater than zero"),
+    ("0", "must be finite and greater than zero"),
+    ("nan", "must be finite and greater than zero"),
+    ("inf", "must be finite and greater than zero"),
+    ("", "give a time limit"),
+    ("1 --bogus", "unrecognized arguments: --bogus"),
+    ("1 -m thread", "invalid choice: 'thread'"),
+    ("1 extra words", "unrecognized arguments: extra words"),
+    ("1 --memory 1GB", "--memory works only with --mode fork"),
+    ("1 -g 2", "--grace works only with --mode fork"),
+    ("1 -m fork -g nan", "--grace 'nan' must be finite"),
+    ("1 -m fork --memory lots", "memory 'lots' is not"),
+    ("1 'unclosed", "No closing quotation"),
+])
+def test_misuse_is_one_line_usage_error(line, says):
+    with pytest.raises(UsageError) as info:
+        options(line)
+    message = str(info.value)
+    assert says in message
+    assert message.startswith("%%timeout: ")
+    assert "\n" not in message
