@@ -1,0 +1,346 @@
+"""Fork engine: run work in a forked child, replay its output live, and kill it at the deadline.
+
+The kernel waits on the Pipe, the child's fd 1/2 pipes and a pidfd of the child together, against
+one monotonic deadline. Past it: the child's stack is dumped (faulthandler, so C code is no
+obstacle), then one kill ladder, SIGTERM to the child's process group, ``grace`` seconds, SIGKILL.
+A child that finished is reaped by a background thread, off the cell's critical path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import faulthandler
+import gc
+import os
+import queue
+import resource
+import selectors
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ._capture import Replay, route_child_output
+from ._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
+from ._protocol import DONE, Envelope, frames_of, make_sendable, recv_done, send_done
+from ._traceback import RemoteTraceback, attach, format_frames, parse_dump
+from ._where import describe_where
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_LIBC = ctypes.CDLL(None)
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Child:
+    pid: int
+    conn: Connection
+    out: int
+    err: int
+    stack: int
+    pidfd: int
+    started: float
+    stack_text: str = ""
+
+    def close(self) -> None:
+        self.conn.close()
+        for fd in (self.out, self.err, self.stack):
+            os.close(fd)
+
+
+def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child:
+    """Fork a child that runs ``work`` and sends back its envelope."""
+    if not hasattr(os, "fork"):
+        raise EngineUnavailableError(NO_FORK)
+    # Flush first, or the child inherits unsent output and both of them send it.
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    _LIBC.fflush(None)
+    reader, writer = Pipe(duplex=False)
+    (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = os.pipe(), os.pipe(), os.pipe()
+    parent = os.getpid()
+    with warnings.catch_warnings():
+        # Python 3.12 warns that fork() in a threaded process may deadlock. The child uses no
+        # lock another kernel thread could hold: it replaces the kernel's streams, publisher
+        # and sockets before any user code, talks only through its own pipes and leaves with
+        # os._exit, never running the kernel's atexit hooks or finalizers.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        started = time.monotonic()
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, which never returns
+        reader.close()
+        for fd in (out_r, err_r, stack_r):
+            os.close(fd)
+        _child(work, shell, writer, out_w, err_w, stack_w, parent, memory)
+    writer.close()
+    for fd in (out_w, err_w, stack_w):
+        os.close(fd)
+    try:
+        os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
+    except OSError:
+        pass
+    return Child(pid, reader, out_r, err_r, stack_r, os.pidfd_open(pid), started)
+
+
+def _child(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w: int, err_w: int,
+           stack_w: int, parent: int, memory: int | None) -> None:  # pragma: no cover - child
+    try:
+        os.setpgid(0, 0)  # the kernel interrupt (killpg) is ours to relay, and killpg reaches all
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the kernel died before prctl took effect
+            os._exit(1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # SIGTERM first dumps the Python stack from C (so even a C loop reports where it is),
+        # then chains to SIG_DFL: the dump is complete before the child dies.
+        faulthandler.register(signal.SIGTERM, file=stack_w, all_threads=False, chain=True)
+        route_child_output(conn, out_w, err_w, shell)
+        if memory is not None:
+            _limit_memory(memory)
+        envelope = work()
+        _unlimit_memory()
+        _send(conn, envelope)
+    except BaseException:
+        try:
+            import traceback
+
+            os.write(2, traceback.format_exc().encode())
+        finally:
+            os._exit(70)
+    finally:
+        _LIBC.fflush(None)
+        os._exit(0)
+
+
+def _address_space() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _limit_memory(extra: int) -> None:
+    """Cap the address space at what the kernel already maps plus ``extra``."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _address_space() + extra
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
+def _unlimit_memory() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # room to pickle the result
+
+
+def _send(conn: Connection, envelope: Envelope) -> None:  # pragma: no cover - child
+    """Send the envelope; what cannot be pickled is replaced by a description, never lost."""
+    try:
+        send_done(conn, envelope)
+    except Exception:
+        make_sendable(envelope)
+        send_done(conn, envelope)
+
+
+def outcome(func: Callable[[], Any]) -> Envelope:
+    """Run ``func`` in the child: an envelope with its value or its error and stack."""
+    try:
+        return Envelope(value=func())
+    except BaseException as err:
+        return failure(err)
+
+
+def failure(err: BaseException) -> Envelope:
+    """An envelope carrying ``err`` and the user's part of its traceback."""
+    import traceback
+
+    frames = [f for f in frames_of(err.__traceback__) if not f[0].startswith(_HERE)]
+    text = "".join(traceback.format_exception(err))
+    return Envelope(error=err, error_frames=frames, error_text=text)
+
+
+def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
+    """The child's envelope, or None once ``limit`` has passed; CellCrashedError if it died."""
+    __tracebackhide__ = True
+    deadline = child.started + limit
+    with selectors.DefaultSelector() as selector:
+        for fd in (child.out, child.err, child.conn.fileno(), child.pidfd):
+            selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready = {key.fd for key, _ in selector.select(left)}
+            for fd, name in ((child.out, "stdout"), (child.err, "stderr")):
+                if fd in ready:
+                    data = os.read(fd, 1 << 16)
+                    replay.raw(name, data)
+                    if not data:
+                        selector.unregister(fd)
+            if child.conn.fileno() in ready or child.pidfd in ready:
+                envelope = _drain(child, replay)
+                if envelope is not None:
+                    return envelope
+            if child.pidfd in ready:
+                _drain_fds(child, replay)
+                _, status = os.waitpid(child.pid, 0)
+                _kill_group(child.pid)
+                raise CellCrashedError(os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                                       os.waitstatus_to_exitcode(status), time.monotonic() - child.started)
+
+
+def _drain(child: Child, replay: Replay) -> Envelope | None:
+    while child.conn.poll():
+        try:
+            kind, *fields = child.conn.recv()
+        except EOFError:
+            return None
+        if kind == DONE:
+            return recv_done(child.conn, *fields)
+        replay.message(kind, *fields)
+    return None
+
+
+def _drain_fds(child: Child, replay: Replay) -> None:
+    for fd, name in ((child.out, "stdout"), (child.err, "stderr")):
+        os.set_blocking(fd, False)
+        try:
+            while data := os.read(fd, 1 << 16):
+                replay.raw(name, data)
+        except BlockingIOError:
+            pass
+
+
+def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _exited(child: Child, timeout: float) -> bool:
+    with selectors.DefaultSelector() as selector:
+        selector.register(child.pidfd, selectors.EVENT_READ)
+        return bool(selector.select(timeout))
+
+
+def stop(child: Child, grace: float) -> None:
+    """The kill ladder: SIGTERM (the child dumps its stack), ``grace``, SIGKILL to the group; reap."""
+    if grace > 0:
+        try:
+            os.kill(child.pid, signal.SIGTERM)  # the child alone first: one stack dump, not many
+        except ProcessLookupError:
+            pass
+        _kill_group(child.pid, signal.SIGTERM)
+        _exited(child, grace)
+    _kill_group(child.pid)  # before reaping: a zombie keeps its pid from being reused
+    os.waitpid(child.pid, 0)
+    os.set_blocking(child.stack, False)
+    try:
+        child.stack_text = os.read(child.stack, 1 << 20).decode(errors="replace")
+    except BlockingIOError:
+        child.stack_text = ""
+
+
+class _Reaper:
+    """One daemon thread that waits for finished children, kills their stragglers and reaps."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Child] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, child: Child) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="nbtimeout-reaper", daemon=True)
+            self._thread.start()
+        self._queue.put(child)
+
+    def _run(self) -> None:
+        while True:
+            child = self._queue.get()
+            finish(child)
+
+
+def finish(child: Child) -> None:
+    """Wait for a child that is done, kill what it left in its group, reap it, close its fds."""
+    try:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+        _kill_group(child.pid)
+        os.waitpid(child.pid, 0)
+    except ChildProcessError:
+        pass
+    finally:
+        os.close(child.pidfd)
+
+
+reaper = _Reaper()
+
+
+def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int | None,
+        shell: Any = None) -> Envelope:
+    """Run ``work`` in a child; its envelope, or CellTimeoutError/CellCrashedError."""
+    __tracebackhide__ = True
+    gc.freeze()  # the child's collector then leaves the kernel's objects (and their pages) alone
+    try:
+        child = start(work, shell, memory)
+    finally:
+        gc.unfreeze()
+    replay = Replay(shell)
+    try:
+        envelope = wait(child, limit, replay)
+    except BaseException:  # KeyboardInterrupt (the ■ button), a crash, anything: no child survives
+        if not _exited(child, 0):
+            stop(child, grace=0)
+        _close_all(child)
+        raise
+    if envelope is not None:
+        _drain_fds(child, replay)
+        child.close()
+        reaper.submit(child)
+        return envelope
+    elapsed = time.monotonic() - child.started
+    stop(child, grace)
+    _drain_fds(child, replay)
+    _close_all(child)
+    frames = [f for f in parse_dump(child.stack_text) if not f[0].startswith(_HERE)]
+    error = CellTimeoutError(limit, elapsed, "fork", where=describe_where(_summaries(frames)),
+                             stack=format_frames(frames) or None)
+    raise attach(error, frames)
+
+
+def _close_all(child: Child) -> None:
+    child.close()
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)
+    os.close(child.pidfd)
+
+
+def _summaries(frames: list[tuple[str, int, str]]) -> list[Any]:
+    import traceback
+
+    return [traceback.FrameSummary(f, n, name, lookup_line=False) for f, n, name in frames]
+
+
+def raise_error(envelope: Envelope, chain: bool) -> None:
+    """Re-raise the child's error with the child's stack as its traceback."""
+    __tracebackhide__ = True
+    error = envelope.error
+    assert error is not None
+    attach(error, envelope.error_frames)
+    if chain:
+        error.__cause__ = RemoteTraceback(envelope.error_text)
+    raise error
+
+
+def run_call(func: Callable[[], Any], limit: float, *, grace: float = 1.0, memory: int | None = None) -> Any:
+    """``func()`` run in a forked child: its value, or its exception with the child's traceback."""
+    __tracebackhide__ = True
+    envelope = run(lambda: outcome(func), limit, grace=grace, memory=memory)
+    if envelope.error is not None:
+        raise_error(envelope, chain=True)
+    return envelope.value
