@@ -258,6 +258,18 @@ def test_every_cell_limit(kernel):
     assert (free.status, free.out) == ("ok", "'free'")
 
 
+def test_every_cell_traceback_numbers_the_lines_the_user_wrote(kernel):
+    assert kernel.run("%timeout 0.2").status == "ok"
+    try:
+        result = kernel.run("every_tb = 1\nwhile True: pass  # loop-line")
+    finally:
+        kernel.run("%timeout off")
+    assert result.ename == "CellTimeoutError"
+    # the cell has no %%timeout line of its own: the loop is its line 2, as the notebook shows it
+    assert "----> 2 while True: pass  # loop-line" in result.traceback
+    assert "1 every_tb = 1" in result.traceback
+
+
 def test_every_cell_limit_with_options(kernel):
     assert kernel.run("%timeout 150ms -c").status == "ok"
     try:
