@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
 
-from . import _alarm, _banner
+from . import _alarm, _banner, _widget
 from ._cell import compile_cell
 from ._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
 from ._options import MODES, OFF, Options, parse, resolve, timeout_arguments
@@ -64,7 +64,9 @@ class TimeoutMagics(Magics):
         options = self._options(line)
         self._depth += 1
         try:
-            return self._run(options, compile_cell(self.shell, line, cell))
+            compiled = compile_cell(self.shell, line, cell)  # a SyntaxError shows no countdown
+            with _widget.countdown(options, self.shell):
+                return self._run(options, compiled)
         except (CellTimeoutError, CellCrashedError) as err:
             _banner.show(err, options.keep_going and isinstance(err, CellTimeoutError))
             if options.keep_going and isinstance(err, CellTimeoutError):
