@@ -10,6 +10,8 @@ from typing import Any
 
 from jupyter_client.manager import KernelManager
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
 
 @dataclass
 class Result:
@@ -51,8 +53,14 @@ class Result:
         return results[-1]["content"]["data"]["text/plain"] if results else None
 
     def displays(self, mime: str = "text/plain") -> list[str]:
+        """Displayed ``mime`` data, widget views (the countdown) left out: see ``widgets``."""
         return [m["content"]["data"][mime] for m in self.of("display_data", "update_display_data")
-                if mime in m["content"]["data"]]
+                if mime in m["content"]["data"] and WIDGET_VIEW not in m["content"]["data"]]
+
+    def widgets(self, mime: str = "text/plain") -> list[str]:
+        """``mime`` data of displayed widget views, in order (display, then its updates)."""
+        return [m["content"]["data"][mime] for m in self.of("display_data", "update_display_data")
+                if WIDGET_VIEW in m["content"]["data"]]
 
 
 class Kernel:
