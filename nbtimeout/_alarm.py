@@ -11,13 +11,12 @@ import os
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
 
 from ._errors import NO_SIGALRM, NO_SIGNAL_THREAD, CellTimeoutError, EngineUnavailableError, _Expired
-from ._where import describe_where, trim_tail
+from ._where import describe_where, frames_of, trim_tail
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -137,6 +136,6 @@ class limited:  # noqa: N801 - reads as a with-statement
         if isinstance(exc, _Expired) and exc.token is deadline:
             elapsed = time.monotonic() - deadline.started
             error = CellTimeoutError(deadline.limit, elapsed, "signal",
-                                     where=describe_where(traceback.extract_tb(tb)))
+                                     where=describe_where(frames_of(tb)))
             raise error.with_traceback(trim_tail(tb)) from None
         return False

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import _alarm
-from ._errors import FORK_CONTEXT, EngineUnavailableError
-from ._options import MODES
+from ._errors import FORK_CONTEXT, MODES, EngineUnavailableError
 from ._units import parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 
+MODES = ("signal", "fork")  # the engines, as -m/--mode and mode= name them
+
 # Messages: one place, so the magic, the API and the banner say the same thing.
 STOPPED = "ran past its {limit} limit ({engine} engine)"
 CRASHED = "the {engine} child {how} after {elapsed}; the kernel is unharmed"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import traceback
+import sys
 from types import TracebackType
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -11,10 +11,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 def cell_number(filename: str) -> int | None:
     """The execution count IPython recorded for a cell's code name, or None."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is a dependency
+    if "IPython" not in sys.modules:  # a plain script: no cells, and no IPython import on this path
         return None
+    from IPython.core.getipython import get_ipython
+
     shell = get_ipython()
     return None if shell is None else shell.compile._filename_map.get(filename)
 
@@ -24,18 +24,31 @@ def current_cell(shell: object) -> int:
     return shell.displayhook.prompt_count
 
 
-def describe_where(frames: traceback.StackSummary | list[traceback.FrameSummary]) -> str | None:
-    """``"line 3 in slow()"`` for the innermost cell frame; else the innermost non-nbtimeout frame."""
-    ours = [f for f in frames if not f.filename.startswith(_HERE)]
+Frames = list[tuple[str, int, str]]  # (filename, lineno, function), outermost first
+
+
+def frames_of(tb: TracebackType | None) -> Frames:
+    """The frames of ``tb``, read without touching source files (this runs on the abort path)."""
+    frames = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frames.append((code.co_filename, tb.tb_lineno, code.co_name))
+        tb = tb.tb_next
+    return frames
+
+
+def describe_where(frames: Frames) -> str | None:
+    """``"line 3 in slow() of In [5]"`` for the innermost cell frame; else the innermost other one."""
+    ours = [f for f in frames if not f[0].startswith(_HERE)]
     if not ours:
         return None
-    for frame in reversed(ours):
-        number = cell_number(frame.filename)
+    for filename, lineno, name in (f[:3] for f in reversed(ours)):
+        number = cell_number(filename)
         if number is not None:
-            func = "" if frame.name == "<module>" else f" in {frame.name}()"
-            return f"line {frame.lineno}{func} of In [{number}]"
-    frame = ours[-1]
-    return f"line {frame.lineno} in {frame.name}() of {os.path.basename(frame.filename)}"
+            func = "" if name == "<module>" else f" in {name}()"
+            return f"line {lineno}{func} of In [{number}]"
+    filename, lineno, name = ours[-1][:3]
+    return f"line {lineno} in {name}() of {os.path.basename(filename)}"
 
 
 def trim_tail(tb: TracebackType | None) -> TracebackType | None:
