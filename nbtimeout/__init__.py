@@ -8,7 +8,18 @@ from ._api import timeout
 from ._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
 
 __version__ = "0.1.0"
-__all__ = ["CellCrashedError", "CellTimeoutError", "EngineUnavailableError", "__version__", "timeout"]
+__all__ = ["CellCrashedError", "CellTimeoutError", "EngineUnavailableError", "__version__", "map", "timeout"]
+
+
+def map(fn: Any, items: Any, timeout: Any = 5.01, workers: int | None = None,
+        max_tasks_per_worker: int | None = None) -> Any:
+    """``fn(item)`` for each item on forked workers, each call with its own time limit.
+
+    Returns ``Results``, one ``Outcome`` per item in input order; see ``nbtimeout._pool.map``.
+    """
+    from ._pool import map as pool_map  # imported on first use: ``import nbtimeout`` stays light
+
+    return pool_map(fn, items, timeout, workers, max_tasks_per_worker)
 
 
 def load_ipython_extension(shell: Any) -> None:

@@ -1,0 +1,201 @@
+"""What ``nbtimeout.map`` shows while it runs: task output prefixed ``[index]``, and progress.
+
+In a notebook, a stock ipywidgets ``HTML`` with one square per task (inline ``style=`` only, which
+JupyterLab keeps), redrawn by a background thread; its ``text/plain`` ends as a one-line summary,
+which is what a saved notebook keeps. In a terminal, one progress line on stderr; else nothing.
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+import threading
+import time
+from typing import Any
+
+from ._units import format_duration
+
+COLOURS = {"pending": "#d0d0d0", "running": "#3b82f6", "finished": "#22a34a", "stopped": "#f59e0b",
+           "crashed": "#7f1d1d", "failed": "#dc2626"}
+SHOWN = ("running", "finished", "stopped", "crashed", "failed")
+
+
+class View:
+    """Progress that shows nothing; the base of the others. Task output goes to sys.stdout/err."""
+
+    def __init__(self, total: int, limit: float, workers: int) -> None:
+        self.states = ["pending"] * total
+        self.limit, self.workers = limit, workers
+        self.started = time.monotonic()
+        self.interrupted = False
+        self._partial: dict[tuple[int | None, str], str] = {}
+        self._decoders: dict[tuple[int, str], Any] = {}
+        self._changed = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- progress -----------------------------------------------------------------------------
+    def running(self, index: int) -> None:
+        self.states[index] = "running"
+        self._changed.set()
+
+    def ended(self, index: int, status: str) -> None:
+        self.flush(index)
+        self.states[index] = status
+        self._changed.set()
+
+    def counts(self) -> dict[str, int]:
+        tally = dict.fromkeys(SHOWN, 0)
+        for state in self.states:
+            if state != "pending":
+                tally[state] += 1
+        return tally
+
+    def summary(self) -> str:
+        done = sum(s not in ("pending", "running") for s in self.states)
+        parts = [f"{n} {state}" for state, n in self.counts().items() if n and state != "running"]
+        head = "interrupted after" if self.interrupted else "done in"
+        if not self.interrupted and done < len(self.states):
+            head = "running for"
+        elapsed = format_duration(time.monotonic() - self.started)
+        return (f"nbtimeout.map: {done}/{len(self.states)} tasks {head} {elapsed} on {self.workers} "
+                f"workers, {format_duration(self.limit)} limit each: {', '.join(parts) or 'none done'}")
+
+    def draw(self, final: bool) -> None:
+        """Show the current state; called from the drawing thread, and once at the end."""
+
+    def start(self, interval: float) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(interval,), name="nbtimeout-map",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            if self._changed.is_set() or self.states.count("running"):  # the clock moves
+                self._changed.clear()
+                self.draw(final=False)
+
+    def __enter__(self) -> View:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self.interrupted = kind is not None
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join()
+        for index, _name in list(self._partial):
+            self.flush(index)
+        self.draw(final=True)
+
+    # --- task output --------------------------------------------------------------------------
+    def write(self, index: int | None, name: str, text: str) -> None:
+        """Text a task wrote: whole lines go out prefixed ``[index] ``; the rest waits for more."""
+        text = self._partial.pop((index, name), "") + text
+        *lines, rest = text.split("\n")
+        if rest:
+            self._partial[index, name] = rest
+        if lines:
+            label = "?" if index is None else index
+            self.emit(name, "".join(f"[{label}] {line}\n" for line in lines))
+
+    def raw(self, pid: int, index: int | None, name: str, data: bytes) -> None:
+        """Bytes a worker wrote to its fd 1 or 2 (C code, subprocesses)."""
+        decoder = self._decoders.setdefault((pid, name), codecs.getincrementaldecoder("utf-8")("replace"))
+        self.write(index, name, decoder.decode(data))
+
+    def flush(self, index: int | None) -> None:
+        """A task ended: its unfinished lines go out too."""
+        for name in ("stdout", "stderr"):
+            rest = self._partial.pop((index, name), "")
+            if rest:
+                self.write(index, name, rest + "\n")
+
+    def emit(self, name: str, text: str) -> None:
+        stream = getattr(sys, name)
+        stream.write(text)
+        stream.flush()
+
+    def message(self, kind: str, *fields: Any) -> None:
+        """A task's ``display()``; its ``clear_output()`` is dropped, it would clear every task's."""
+        from ._capture import Replay
+        from ._protocol import DISPLAY
+
+        if kind == DISPLAY:
+            Replay(shell()).message(kind, *fields)
+
+
+class LineView(View):
+    """One line on a terminal's stderr, rewritten in place; task output is printed above it."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._lock = threading.Lock()
+
+    def draw(self, final: bool) -> None:
+        with self._lock:
+            sys.stderr.write("\r\x1b[K" + self.summary() + ("\n" if final else ""))
+            sys.stderr.flush()
+
+    def emit(self, name: str, text: str) -> None:
+        with self._lock:
+            sys.stderr.write("\r\x1b[K")
+            super().emit(name, text)
+
+
+class WidgetView(View):
+    """A stock ``ipywidgets.HTML``: squares, counts and time; ends with the summary."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        import ipywidgets
+        from IPython.display import display
+
+        self.widget = ipywidgets.HTML(self.html())
+        self.handle = display(self.bundle(), raw=True, display_id=True)
+
+    def bundle(self) -> dict[str, Any]:
+        data = self.widget._repr_mimebundle_()  # the widget view, plus the text a saved file keeps
+        data["text/plain"] = self.summary()
+        return data
+
+    def draw(self, final: bool) -> None:
+        self.widget.value = self.html()
+        if final and self.handle is not None:
+            self.handle.update(self.bundle(), raw=True)
+
+    def html(self) -> str:
+        size = 10 if len(self.states) <= 400 else 6
+        square = (f"display:inline-block;width:{size}px;height:{size}px;margin:1px;"
+                  "border-radius:2px;background:")
+        cells = "".join(f'<span title="[{i}] {s}" style="{square}{COLOURS[s]}"></span>'
+                        for i, s in enumerate(self.states))
+        legend = " &nbsp; ".join(f'<span style="{square}{COLOURS[s]}"></span> {n} {s}'
+                                 for s, n in self.counts().items())
+        return (f'<div style="font-family:monospace;font-size:12px"><div style="line-height:0">{cells}'
+                f'</div><div style="margin-top:4px">{legend}</div><div>{self.summary()}</div></div>')
+
+
+def shell() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def open_view(total: int, limit: float, workers: int) -> View:
+    """The widget in a kernel, a progress line on a terminal, nothing otherwise; started."""
+    if getattr(shell(), "kernel", None) is not None:
+        try:
+            view: View = WidgetView(total, limit, workers)
+        except ImportError:  # no ipywidgets: the output and the results still work
+            view = View(total, limit, workers)
+        else:
+            # Redraw less often for big maps: each redraw sends every square.
+            view.start(0.1 + total / 5000)
+        return view
+    if sys.stderr.isatty():
+        view = LineView(total, limit, workers)
+        view.start(0.2)
+        return view
+    return View(total, limit, workers)
