@@ -1,0 +1,242 @@
+"""``nbtimeout.map`` in-process: outcomes, order, output, replacement, recycling, interrupts."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import nbtimeout
+from nbtimeout import CellCrashedError, CellTimeoutError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def children(pid: int) -> set[int]:
+    """Live or zombie children of ``pid``, from /proc."""
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found.update(int(p) for p in f.read().split())
+    return found
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """``pid`` no longer runs (absent or a zombie), polled until ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left():
+    """map() reaps every worker before it returns or raises: no new child may remain."""
+    before = children(os.getpid())
+    yield
+    assert children(os.getpid()) <= before
+
+
+def task(x):
+    """A task that does what its item says."""
+    kind, arg = x
+    if kind == "sleep":
+        time.sleep(arg)
+    elif kind == "c-loop":
+        sum(range(10**10))  # C code: no Python-level interruption would stop it
+    elif kind == "segfault":
+        ctypes.string_at(0)
+    elif kind == "deaf":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+    elif kind == "raise":
+        raise ValueError(f"bad item {arg}")
+    elif kind == "exit":
+        os._exit(arg)
+    elif kind == "pid":
+        return os.getpid()
+    return arg
+
+
+def test_values_come_back_in_input_order():
+    items = [("sleep", 0.01 * (8 - i)) for i in range(8)]  # the first items finish last
+    results = nbtimeout.map(task, items, timeout=2, workers=3)
+    assert isinstance(results, list)
+    assert [o.status for o in results] == ["finished"] * 8
+    assert [o.index for o in results] == list(range(8))
+    assert [o.item for o in results] == items
+    assert results.values() == [a for _, a in items]
+    assert results.unwrap() == results.values()
+    assert results.raise_first() is results
+    assert results.counts() == {"finished": 8, "stopped": 0, "crashed": 0, "failed": 0}
+    assert all(o.ok and o.error is None and 0 < o.elapsed < 1 for o in results)
+
+
+@pytest.mark.parametrize("kind", ["sleep", "c-loop", "deaf"])
+def test_a_task_past_its_limit_is_stopped_on_time_and_the_rest_finish(kind):
+    started = time.monotonic()
+    results = nbtimeout.map(task, [(kind, 60), ("ok", 1), ("ok", 2), ("ok", 3)], timeout=0.3, workers=2)
+    wall = time.monotonic() - started
+    stopped = results[0]
+    assert stopped.status == "stopped"
+    assert isinstance(stopped.error, CellTimeoutError)
+    assert isinstance(stopped.error, TimeoutError)
+    assert str(stopped.error) == "ran past its 300 ms limit (fork engine)"
+    assert 0.3 <= stopped.elapsed < 0.4
+    assert wall < 1.0
+    assert results.values() == [1, 2, 3]
+    with pytest.raises(CellTimeoutError):
+        results.raise_first()
+    with pytest.raises(CellTimeoutError):
+        stopped.unwrap()
+
+
+def test_each_limit_counts_from_the_tasks_own_start():
+    # One worker: the third task starts at about 0.3 s, after the first two took 0.15 s each.
+    # Its limit of 0.25 s is not used up by the time it waited.
+    results = nbtimeout.map(task, [("sleep", 0.15), ("sleep", 0.15), ("sleep", 0.15)], timeout=0.25,
+                            workers=1)
+    assert [o.status for o in results] == ["finished"] * 3
+
+
+def test_a_segfault_is_a_crash_of_that_task_only(capfd):
+    results = nbtimeout.map(task, [("segfault", 0), ("ok", 1), ("ok", 2)], timeout=5, workers=1)
+    crashed = results[0]
+    assert crashed.status == "crashed"
+    assert isinstance(crashed.error, CellCrashedError)
+    assert crashed.error.signal == "SIGSEGV"
+    assert results.values() == [1, 2]
+    err = capfd.readouterr().err
+    assert "[0] Fatal Python error: Segmentation fault" in err
+    assert "[0]   File " in err
+    assert " in task" in err
+
+
+def test_a_killed_worker_is_replaced():
+    # One worker: everything after the dying task needs a replacement worker.
+    results = nbtimeout.map(task, [("exit", 3), ("pid", 0), ("sleep", 9), ("pid", 0)], timeout=0.2,
+                            workers=1)
+    assert [o.status for o in results] == ["crashed", "finished", "stopped", "finished"]
+    assert results[0].error.exitcode == 3
+    assert results[0].error.signal is None
+    assert results[1].value != results[3].value  # the stopped task's worker was replaced too
+    assert {results[1].value, results[3].value}.isdisjoint(children(os.getpid()))
+
+
+def test_max_tasks_per_worker_recycles_workers():
+    results = nbtimeout.map(task, [("pid", 0)] * 6, timeout=5, workers=1, max_tasks_per_worker=2)
+    pids = results.values()
+    assert pids[0] == pids[1]
+    assert pids[2] == pids[3]
+    assert pids[4] == pids[5]
+    assert len({pids[0], pids[2], pids[4]}) == 3
+    # without recycling one worker does everything
+    assert len(set(nbtimeout.map(task, [("pid", 0)] * 6, timeout=5, workers=1).values())) == 1
+
+
+def test_an_exception_is_a_failed_outcome_with_the_workers_traceback():
+    results = nbtimeout.map(task, [("ok", 1), ("raise", 7)], timeout=5, workers=2)
+    failed = results[1]
+    assert failed.status == "failed"
+    assert isinstance(failed.error, ValueError)
+    assert str(failed.error) == "bad item 7"
+    assert 'raise ValueError(f"bad item {arg}")' in str(failed.error.__cause__)
+    with pytest.raises(ValueError, match="bad item 7"):
+        results.unwrap()
+    assert results.values() == [1]
+    assert results.errors() == [failed]
+    assert "failed" in repr(failed)
+    assert "ValueError" in repr(failed)
+
+
+def test_a_value_that_cannot_be_pickled_is_described():
+    import threading
+
+    results = nbtimeout.map(lambda _: threading.Lock(), [0], timeout=5, workers=1)
+    assert results[0].status == "finished"
+    assert "lock" in repr(results[0].value)
+
+
+def printer(i):
+    print(f"line one of {i}")
+    sys.stderr.write(f"err {i}\n")
+    os.write(1, f"raw fd write {i}\n".encode())  # as C code or a subprocess would
+    print("no newline", end="")
+    if i == 1:
+        time.sleep(60)
+    return i
+
+
+def test_output_reaches_the_caller_prefixed_with_the_task_index(capfd):
+    results = nbtimeout.map(printer, range(3), timeout=0.5, workers=3)
+    assert [o.status for o in results] == ["finished", "stopped", "finished"]
+    out, err = capfd.readouterr()
+    for i in range(3):  # the stopped task's output is kept too
+        assert f"[{i}] line one of {i}\n" in out
+        assert f"[{i}] no newline\n" in out  # an unfinished line ends with its task
+        assert f"[{i}] raw fd write {i}\n" in out
+        assert f"[{i}] err {i}\n" in err
+    assert "DeprecationWarning" not in err
+
+
+def spawner(_):
+    child = subprocess.Popen(["sleep", "60"])
+    print(f"grandchild {child.pid}", flush=True)
+    time.sleep(60)
+
+
+def test_what_a_stopped_task_started_is_killed_with_it(capfd):
+    results = nbtimeout.map(spawner, [0], timeout=0.5, workers=1)
+    assert results[0].status == "stopped"
+    out = capfd.readouterr().out
+    pid = int(out.split("grandchild ")[1].split()[0])
+    assert gone(pid)
+
+
+def test_keyboard_interrupt_stops_everything():
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    started = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            nbtimeout.map(task, [("sleep", 60)] * 4, timeout=30, workers=2)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - started < 2  # the fixture checks no worker is left
+
+
+def test_speed_is_close_to_ideal():
+    started = time.monotonic()
+    nbtimeout.map(task, [("sleep", 0.02)] * 50, timeout=5, workers=2)
+    assert time.monotonic() - started < 0.5 * 1.2
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"timeout": "abc"}, "timeout 'abc' is not"),
+    ({"timeout": -1}, "must be finite and greater than zero"),
+    ({"workers": 0}, "workers must be a positive integer"),
+    ({"max_tasks_per_worker": 1.5}, "max_tasks_per_worker must be a positive integer"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        nbtimeout.map(task, [("ok", 1)], **kwargs)
+
+
+def test_no_items_no_workers():
+    assert nbtimeout.map(task, [], timeout=1) == []
+    assert "map" in nbtimeout.__all__
