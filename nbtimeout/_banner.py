@@ -13,14 +13,15 @@ from ._errors import CellCrashedError, CellTimeoutError
 from ._units import format_duration
 
 # icon, title, accent colour (a left border and the title; the words carry the meaning). The
-# colours are mid-tones that stay legible on both JupyterLab's light and dark backgrounds.
+# colours are mid-tones that stay legible on both JupyterLab's light and dark backgrounds. The icons
+# are in DejaVu, so they render without an emoji font (headless browsers, many Linux desktops).
 LOOKS = {
     "finished": ("✔", "Finished", "#43a047"),
-    "stopped": ("⏱", "Stopped", "#e53935"),
-    "continued": ("⏱", "Stopped (continuing)", "#fb8c00"),
-    "crashed": ("💥", "Crashed", "#8e24aa"),
+    "stopped": ("■", "Stopped", "#e53935"),
+    "continued": ("■", "Stopped (continuing)", "#fb8c00"),
+    "crashed": ("☠", "Crashed", "#8e24aa"),
     "failed": ("✖", "Failed", "#e53935"),
-    "interrupted": ("✋", "Interrupted", "#fb8c00"),
+    "interrupted": ("⚠", "Interrupted", "#fb8c00"),
 }
 NO_WHERE = "line unknown: the child died before it could report its stack"
 

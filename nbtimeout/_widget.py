@@ -21,6 +21,7 @@ from ._units import format_duration
 TICK = 0.2  # seconds between updates: smooth enough to read, a handful of messages a second
 _BAR_STYLE = {"finished": "success", "stopped": "danger", "continued": "warning", "crashed": "danger",
               "failed": "warning", "interrupted": "warning"}
+RUNNING = "◷"  # a clock face in DejaVu: renders without an emoji font
 _QUIET = contextlib.nullcontext()  # shared: a quiet cell allocates nothing
 
 # The ticker holds this lock while it talks to the kernel; fork() takes it first, so a child never
@@ -73,9 +74,8 @@ class Countdown:
 
         self.limit, self.engine, self.keep_going = limit, engine, keep_going
         self.tail = f"{format_duration(limit)} · {engine}"
-        self.bar = w.FloatProgress(value=0.0, min=0.0, max=limit, layout=w.Layout(width="160px"),
-                                   description="⏳", style={"description_width": "1.5em"})
-        self.label = w.Label(value=f"{elapsed_text(0, limit)} / {self.tail}")
+        self.bar = w.FloatProgress(value=0.0, min=0.0, max=limit, layout=w.Layout(width="160px"))
+        self.label = w.Label(value=f"{RUNNING} {elapsed_text(0, limit)} / {self.tail}")
         self.box = _box_class()([self.bar, self.label], layout=w.Layout(align_items="center"))
         self.box.plain = f"%%timeout {self.tail}: running"
         self.state: str | None = None
@@ -108,7 +108,7 @@ class Countdown:
                 if self._stop.is_set():
                     return  # the cell ended while we waited: finish() owns the widget now
                 self.bar.value = min(elapsed, self.limit)
-                self.label.value = f"{elapsed_text(elapsed, self.limit)} / {self.tail}"
+                self.label.value = f"{RUNNING} {elapsed_text(elapsed, self.limit)} / {self.tail}"
 
     def finish(self, error: BaseException | None, elapsed: float) -> None:
         """Put the widget in its final state and make that its saved ``text/plain``."""
@@ -116,7 +116,6 @@ class Countdown:
         icon, title, _ = LOOKS[self.state]
         verb = "in" if self.state == "finished" else "after"
         text = f"{icon} {title}{detail} {verb} {format_duration(elapsed)} / {self.tail}"
-        self.bar.description = icon
         self.bar.bar_style = _BAR_STYLE[self.state]
         self.bar.value = self.limit if self.state in ("stopped", "continued") else min(elapsed, self.limit)
         self.label.value = text

@@ -45,10 +45,10 @@ def test_countdown_text_is_sanitized():
 def test_banner_names_what_when_engine_and_where():
     data = bundle(CellTimeoutError(5.01, 5.02, "fork", where="line 4 in spin() of In [3]"), True)
     plain, page = data["text/plain"], data["text/html"]
-    assert plain == ("⏱ Stopped (continuing): %%timeout stopped this cell after 5.02 s (limit 5.01 s, "
+    assert plain == ("■ Stopped (continuing): %%timeout stopped this cell after 5.02 s (limit 5.01 s, "
                      "fork engine); the notebook goes on (--continue); at line 4 in spin() of In [3]")
     assert "\n" not in plain
-    assert re.search(r'<b style="[^"]+">⏱ Stopped \(continuing\)</b>', page)
+    assert re.search(r'<b style="[^"]+">■ Stopped \(continuing\)</b>', page)
     assert ">at line 4 in spin() of In [3]</div>" in page
     assert "<style" not in page
     assert "<script" not in page
@@ -56,7 +56,7 @@ def test_banner_names_what_when_engine_and_where():
 
 def test_crash_banner_says_where_is_unknown():
     plain = bundle(CellCrashedError(11, None, 0.012))["text/plain"]
-    assert plain.startswith("💥 Crashed: the fork child running this cell was killed by SIGSEGV after 12 ms")
+    assert plain.startswith("☠ Crashed: the fork child running this cell was killed by SIGSEGV after 12 ms")
     assert plain.endswith("; at line unknown: the child died before it could report its stack")
 
 

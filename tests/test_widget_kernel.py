@@ -73,12 +73,12 @@ def test_countdown_opens_and_moves_while_the_cell_runs(kernel):
 def test_stopped_cell_final_state_and_banner(kernel):
     result = kernel.run("%%timeout 0.4\ndef spin():\n    while True: pass\nspin()")
     assert result.ename == "CellTimeoutError"
-    assert re.fullmatch(r"⏱ Stopped after 4\d\d ms / 400 ms · signal", final_label(result))
+    assert re.fullmatch(r"■ Stopped after 4\d\d ms / 400 ms · signal", final_label(result))
     (bar,) = models(result, "FloatProgressModel")
     assert updates(result, bar, "bar_style")[-1] == "danger"
     assert updates(result, bar, "value")[-1] == 0.4  # full
     (plain,) = result.displays()
-    assert plain.startswith("⏱ Stopped: %%timeout stopped this cell after ")
+    assert plain.startswith("■ Stopped: %%timeout stopped this cell after ")
     assert "(limit 400 ms, signal engine)" in plain
     assert re.search(r"; at line 3 in spin\(\) of In \[\d+\]$", plain), plain
     (page,) = result.displays("text/html")
@@ -89,7 +89,7 @@ def test_stopped_cell_final_state_and_banner(kernel):
 def test_continue_shows_the_continuing_state(kernel):
     result = kernel.run("%%timeout 0.2 -c\nwhile True: pass")
     assert result.status == "ok"
-    assert final_label(result).startswith("⏱ Stopped (continuing) after ")
+    assert final_label(result).startswith("■ Stopped (continuing) after ")
     (plain,) = result.displays()
     assert "the notebook goes on (--continue)" in plain
 
@@ -97,9 +97,9 @@ def test_continue_shows_the_continuing_state(kernel):
 def test_crashed_fork_cell(kernel):
     result = kernel.run("%%timeout 2 -m fork\nimport ctypes; ctypes.string_at(0)")
     assert result.ename == "CellCrashedError"
-    assert re.fullmatch(r"💥 Crashed \(SIGSEGV\) after \d+ ms / 2 s · fork", final_label(result))
+    assert re.fullmatch(r"☠ Crashed \(SIGSEGV\) after \d+ ms / 2 s · fork", final_label(result))
     (plain,) = result.displays()
-    assert plain.startswith("💥 Crashed: the fork child running this cell was killed by SIGSEGV after ")
+    assert plain.startswith("☠ Crashed: the fork child running this cell was killed by SIGSEGV after ")
     assert "(fork engine)" in plain
     (page,) = result.displays("text/html")
     assert_inline_styled(page)
