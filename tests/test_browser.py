@@ -1,0 +1,151 @@
+"""JupyterLab 4 in headless Chromium: what a person sees of timed cells (issue 4).
+
+Runs tests/data/browser.ipynb (a finished, a stopped --continue and a crashed fork cell) with
+"Run All Cells" and checks the countdown widget and the banners on screen. Screenshots go to
+docs/img/, which the README shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
+
+HERE = pathlib.Path(__file__).parent
+ROOT = HERE.parent
+IMG = ROOT / "docs" / "img"
+CHROMIUM = os.environ.get("NBTIMEOUT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run"]
+TOKEN = "nbtimeout-browser-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on a free localhost port, serving a temp dir with browser.ipynb."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip install jupyterlab)")
+    pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+    base = tmp_path_factory.mktemp("lab")
+    root, conf = base / "root", base / "config"
+    root.mkdir()
+    (conf / "labconfig").mkdir(parents=True)
+    shutil.copy(HERE / "data" / "browser.ipynb", root / "browser.ipynb")
+    # No news toast over the notebook, and nothing written to the user's own settings.
+    (conf / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(conf), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+           "PATH": f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],  # containers and CI often run as root
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ready, log = threading.Event(), []
+
+    def read_log() -> None:  # drain the log (a full pipe would block the server) and spot "ready"
+        for line in server.stderr:
+            log.append(line)
+            if f"127.0.0.1:{port}/lab" in line:
+                ready.set()
+        ready.set()  # the server exited: let the fixture see that at once
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(60), "JupyterLab did not start within 60 s:\n" + "".join(log)
+        assert server.poll() is None, "JupyterLab exited:\n" + "".join(log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        reader.join(5)
+        server.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            view = browser.new_page(viewport={"width": 1100, "height": 1000})
+            view.set_default_timeout(30_000)
+            view.goto(f"{lab}/lab/tree/browser.ipynb?token={TOKEN}")
+            yield view
+        finally:
+            browser.close()
+
+
+def test_run_all_shows_countdown_final_states_and_banners(page):
+    from playwright.sync_api import expect
+
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell")
+    expect(cells).to_have_count(4, timeout=60_000)
+    # the kernel must be up before Run All, or the first cells queue behind its start
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(panel.locator(".jp-KernelName")).to_have_text(re.compile("Python 3"), timeout=60_000)
+    expect(panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1,
+                                                                                              timeout=60_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+
+    finished, stopped, crashed = cells.nth(1), cells.nth(2), cells.nth(3)
+    # live: the label counts up while the finished cell sleeps its 3 s
+    live = finished.locator("div.widget-label")
+    expect(live).to_have_text(re.compile(r"^◷ [12]\.\d s / 5\.01 s · signal$"), timeout=30_000)
+    expect(finished.locator(".widget-hprogress, .widget-progress").first).to_be_visible()
+    IMG.mkdir(parents=True, exist_ok=True)
+    finished.screenshot(path=str(IMG / "countdown.png"))
+
+    expect(live).to_have_text(re.compile(r"^✔ Finished in 3(?:\.\d+)? s / 5\.01 s · signal$"), timeout=30_000)
+    expect(finished.locator(".jp-OutputArea-output").last).to_contain_text("'finished'")
+
+    stop_label = stopped.locator("div.widget-label")
+    expect(stop_label).to_have_text(
+        re.compile(r"^■ Stopped \(continuing\) after 1(?:\.\d+)? s / 1 s · signal$"))
+    stop_banner = stopped.locator("[data-nbtimeout='continued'], .jp-RenderedHTMLCommon").filter(
+        has_text="%%timeout stopped this cell after")
+    expect(stop_banner.first).to_be_visible()
+    expect(stop_banner.first).to_contain_text("■ Stopped (continuing)")
+    expect(stop_banner.first).to_contain_text("(limit 1 s, signal engine)")
+    expect(stop_banner.first).to_contain_text(re.compile(r"at line [34] in spin\(\) of In \[\d+\]"))
+
+    crash_label = crashed.locator("div.widget-label")
+    expect(crash_label).to_have_text(re.compile(r"^☠ Crashed \(SIGSEGV\) after \d+ ms / 2 s · fork$"))
+    crash_banner = crashed.locator(".jp-RenderedHTMLCommon").filter(has_text="killed by SIGSEGV")
+    expect(crash_banner.first).to_be_visible()
+    expect(crash_banner.first).to_contain_text("☠ Crashed")
+    expect(crashed.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
+           .filter(has_text="CellCrashedError").first).to_be_visible()
+
+    stopped.screenshot(path=str(IMG / "stopped-cell.png"))
+    crashed.screenshot(path=str(IMG / "crashed-cell.png"))
+    page.screenshot(path=str(IMG / "notebook.png"), full_page=True)
