@@ -87,11 +87,15 @@ class Snapshot:
             rebound = self.ids.get(name) != id(value)
             if rebound or (self.prints.get(name) is not None and fingerprint(value) != self.prints[name]):
                 changed.add(name)  # new, rebound, or mutated in place
+        rebound = {n for n in changed if self.ids.get(n) != id(namespace[n])}
         for name in changed:
             value = namespace[name]
             origin = before_by_id.get(id(value))
-            if origin is not None and origin not in changed and namespace.get(origin) is value:
-                envelope.aliases[name] = origin  # ``b = a``: keep the identity in the kernel
+            # ``b = a`` (b rebound to an object a already held): keep the identity in the kernel.
+            # A name mutated in place is never an alias, even when another name shares its object.
+            if (name in rebound and origin is not None and origin not in rebound
+                    and namespace.get(origin) is value):
+                envelope.aliases[name] = origin
             else:
                 envelope.changed[name] = value
         envelope.deleted = sorted(n for n in self.ids if n not in namespace)
