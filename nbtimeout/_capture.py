@@ -1,8 +1,10 @@
 """Output of a forked child: routed into the Pipe in the child, replayed into the cell in the kernel.
 
-Python-level output (``print``, ``sys.stderr``, ``display``, ``clear_output``) travels as messages on
-the Pipe, so it keeps its order. Raw writes to fd 1/2 (C code, subprocesses) go through two OS
-pipes that the kernel reads directly.
+Text, from ``print`` as from C code or subprocesses, goes through fd 1/2, two OS pipes the kernel
+reads directly: one channel per stream, so ``print`` and raw writes keep their order. ``display`` and
+``clear_output`` travel as messages on the Pipe; the kernel reads the fd pipes dry before it shows
+one. With ``ack`` the child then waits for the kernel's word that it was shown, so no text written
+after a display can be read before it: text and displays keep their order.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import codecs
 import io
 import os
 import sys
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -18,14 +21,16 @@ from ._protocol import CLEAR, DISPLAY, STREAM
 
 
 class PipeStream(io.TextIOBase):
-    """``sys.stdout``/``sys.stderr`` of the child: every write is a message to the kernel."""
+    """``sys.stdout``/``sys.stderr`` of the child: every write goes straight to fd 1 or 2, unbuffered."""
 
     def __init__(self, conn: Connection, name: str) -> None:
         self._conn, self.name = conn, name
+        self._fd = 1 if name == "stdout" else 2
 
     def write(self, text: str) -> int:
-        if text:
-            self._conn.send((STREAM, self.name, str(text)))
+        data = str(text).encode("utf-8", "surrogateescape")
+        while data:
+            data = data[os.write(self._fd, data):]
         return len(text)
 
     def writable(self) -> bool:
@@ -35,7 +40,7 @@ class PipeStream(io.TextIOBase):
         return False
 
     def fileno(self) -> int:  # subprocess and faulthandler want a real descriptor
-        return 1 if self.name == "stdout" else 2
+        return self._fd
 
 
 class PipePublisher:
@@ -43,22 +48,30 @@ class PipePublisher:
 
     is_publishing = False
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: Connection, ack: bool = False) -> None:
+        self._conn, self._ack = conn, ack
 
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, *,
                 transient: dict[str, Any] | None = None, update: bool = False, **_: Any) -> None:
-        self._conn.send((DISPLAY, data, metadata or {}, transient or {}, update))
+        self._send((DISPLAY, data, metadata or {}, transient or {}, update))
 
     def clear_output(self, wait: bool = False) -> None:
-        self._conn.send((CLEAR, wait))
+        self._send((CLEAR, wait))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        self._conn.send(message)
+        if self._ack:
+            self._conn.recv_bytes()  # shown: text written from now on comes after it
 
     def __getattr__(self, name: str) -> Any:  # anything else IPython asks of a publisher
         raise AttributeError(name)
 
 
-def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any) -> None:
-    """In the child, before user code: point fd 1/2, sys streams and display at the kernel."""
+def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any, ack: bool = False) -> None:
+    """In the child, before user code: point fd 1/2, sys streams and display at the kernel.
+
+    ``ack``: ``conn`` is duplex and the kernel answers each display (see the module's docstring).
+    """
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
     os.close(out_fd)
@@ -72,7 +85,7 @@ def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any) -
         setattr(sys, name, stream)
     if shell is None:
         return
-    publisher = PipePublisher(conn)
+    publisher = PipePublisher(conn, ack)
     shell.display_pub = publisher
     if hasattr(shell, "displayhook"):
         shell.displayhook.write_output_prompt = lambda: None
@@ -89,10 +102,15 @@ def _no_sockets(*args: Any, **kwargs: Any) -> None:
 
 
 class Replay:
-    """In the kernel: write what the child sent into the current cell, in order."""
+    """In the kernel: write what the child sent into the current cell, in order.
 
-    def __init__(self, shell: Any) -> None:
-        self._shell = shell
+    ``drain`` reads the child's fd pipes dry; it is called before each display so text written
+    before it is shown before it.
+    """
+
+    def __init__(self, shell: Any, drain: Callable[[], None] = lambda: None,
+                 shown: Callable[[], None] = lambda: None) -> None:
+        self._shell, self.drain, self.shown = shell, drain, shown
         self._decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
 
     def raw(self, name: str, data: bytes) -> None:
@@ -104,17 +122,25 @@ class Replay:
     def text(self, name: str, text: str) -> None:
         getattr(sys, name).write(text)
 
+    def flush(self) -> None:
+        """Send the text now rather than at the kernel stream's next flush tick: output is live."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+
     def message(self, kind: str, *fields: Any) -> None:
         """A STREAM, DISPLAY or CLEAR message."""
         if kind == STREAM:
             self.text(*fields)
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if self._shell is None:
-            return
-        if kind == DISPLAY:
-            data, metadata, transient, update = fields
-            self._shell.display_pub.publish(data, metadata, transient=transient, update=update)
-        elif kind == CLEAR:
-            self._shell.display_pub.clear_output(*fields)
+        self.drain()
+        self.flush()
+        try:
+            if self._shell is None:
+                return
+            if kind == DISPLAY:
+                data, metadata, transient, update = fields
+                self._shell.display_pub.publish(data, metadata, transient=transient, update=update)
+            elif kind == CLEAR:
+                self._shell.display_pub.clear_output(*fields)
+        finally:
+            self.shown()

@@ -9,12 +9,9 @@ A child that finished is reaped by a background thread, off the cell's critical 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import faulthandler
 import gc
 import os
 import queue
-import resource
 import selectors
 import signal
 import sys
@@ -27,15 +24,14 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._capture import Replay, route_child_output
+from ._capture import Replay
 from ._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
-from ._protocol import DONE, Envelope, frames_of, make_sendable, recv_done, send_done
+from ._forkchild import _LIBC, PR_SET_PDEATHSIG, child_main, failure, outcome, user_frames
+from ._protocol import DONE, Envelope, recv_done
 from ._traceback import RemoteTraceback, attach, format_frames, parse_dump
 from ._where import describe_where
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_LIBC = ctypes.CDLL(None)
-PR_SET_PDEATHSIG = 1
+__all__ = ["PR_SET_PDEATHSIG", "_LIBC", "failure", "outcome", "run", "run_call"]  # _pool uses some
 
 
 @dataclass
@@ -63,7 +59,7 @@ def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     _LIBC.fflush(None)
-    reader, writer = Pipe(duplex=False)
+    reader, writer = Pipe()  # duplex: the kernel acknowledges each display (see _capture)
     (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = os.pipe(), os.pipe(), os.pipe()
     parent = os.getpid()
     with warnings.catch_warnings():
@@ -78,7 +74,7 @@ def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child
         reader.close()
         for fd in (out_r, err_r, stack_r):
             os.close(fd)
-        _child(work, shell, writer, out_w, err_w, stack_w, parent, memory)
+        child_main(work, shell, writer, out_w, err_w, stack_w, parent, memory)
     writer.close()
     for fd in (out_w, err_w, stack_w):
         os.close(fd)
@@ -89,87 +85,12 @@ def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child
     return Child(pid, reader, out_r, err_r, stack_r, os.pidfd_open(pid), started)
 
 
-def _child(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w: int, err_w: int,
-           stack_w: int, parent: int, memory: int | None) -> None:  # pragma: no cover - child
-    try:
-        os.setpgid(0, 0)  # the kernel interrupt (killpg) is ours to relay, and killpg reaches all
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the kernel died before prctl took effect
-            os._exit(1)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        # SIGTERM first dumps the Python stack from C (so even a C loop reports where it is),
-        # then chains to SIG_DFL: the dump is complete before the child dies.
-        faulthandler.register(signal.SIGTERM, file=stack_w, all_threads=False, chain=True)
-        route_child_output(conn, out_w, err_w, shell)
-        if memory is not None:
-            _limit_memory(memory)
-        envelope = work()
-        _unlimit_memory()
-        _send(conn, envelope)
-    except BaseException:
-        try:
-            import traceback
-
-            os.write(2, traceback.format_exc().encode())
-        finally:
-            os._exit(70)
-    finally:
-        _LIBC.fflush(None)
-        os._exit(0)
-
-
-def _address_space() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _limit_memory(extra: int) -> None:
-    """Cap the address space at what the kernel already maps plus ``extra``."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = _address_space() + extra
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-
-
-def _unlimit_memory() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # room to pickle the result
-
-
-def _send(conn: Connection, envelope: Envelope) -> None:  # pragma: no cover - child
-    """Send the envelope; what cannot be pickled is replaced by a description, never lost."""
-    try:
-        send_done(conn, envelope)
-    except Exception:
-        make_sendable(envelope)
-        send_done(conn, envelope)
-
-
-def outcome(func: Callable[[], Any]) -> Envelope:
-    """Run ``func`` in the child: an envelope with its value or its error and stack."""
-    try:
-        return Envelope(value=func())
-    except BaseException as err:
-        return failure(err)
-
-
-def failure(err: BaseException) -> Envelope:
-    """An envelope carrying ``err`` and the user's part of its traceback."""
-    import traceback
-
-    frames = [f for f in frames_of(err.__traceback__) if not f[0].startswith(_HERE)]
-    text = "".join(traceback.format_exception(err))
-    return Envelope(error=err, error_frames=frames, error_text=text)
-
-
 def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
     """The child's envelope, or None once ``limit`` has passed; CellCrashedError if it died."""
     __tracebackhide__ = True
     deadline = child.started + limit
+    for fd in (child.out, child.err):
+        os.set_blocking(fd, False)  # read dry, never block: a display waits for the text before it
     with selectors.DefaultSelector() as selector:
         for fd in (child.out, child.err, child.conn.fileno(), child.pidfd):
             selector.register(fd, selectors.EVENT_READ)
@@ -179,21 +100,41 @@ def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
                 return None
             ready = {key.fd for key, _ in selector.select(left)}
             for fd, name in ((child.out, "stdout"), (child.err, "stderr")):
-                if fd in ready:
-                    data = os.read(fd, 1 << 16)
-                    replay.raw(name, data)
-                    if not data:
-                        selector.unregister(fd)
+                if fd in ready and _read_dry(fd, name, replay):
+                    selector.unregister(fd)
             if child.conn.fileno() in ready or child.pidfd in ready:
                 envelope = _drain(child, replay)
                 if envelope is not None:
                     return envelope
+            replay.flush()
             if child.pidfd in ready:
                 _drain_fds(child, replay)
                 _, status = os.waitpid(child.pid, 0)
                 _kill_group(child.pid)
-                raise CellCrashedError(os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                                       os.waitstatus_to_exitcode(status), time.monotonic() - child.started)
+                raise _crashed(child, status)
+
+
+def _acknowledge(child: Child) -> None:
+    """Tell the child its display was shown (it waits for this; see _capture)."""
+    with contextlib.suppress(OSError):  # a child that died has nothing left to wait for
+        child.conn.send_bytes(b"shown")
+
+
+def _crashed(child: Child, status: int) -> CellCrashedError:
+    """The error for a child that died: its signal or exit code, and where it was if it said."""
+    error = CellCrashedError(os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                             os.waitstatus_to_exitcode(status), time.monotonic() - child.started)
+    frames = user_frames(parse_dump(_read_stack(child)))
+    error.where = describe_where(_summaries(frames))  # type: ignore[attr-defined]
+    return attach(error, frames)  # type: ignore[return-value]
+
+
+def _read_stack(child: Child) -> str:
+    os.set_blocking(child.stack, False)
+    try:
+        return os.read(child.stack, 1 << 20).decode(errors="replace")
+    except BlockingIOError:
+        return ""
 
 
 def _drain(child: Child, replay: Replay) -> Envelope | None:
@@ -206,6 +147,17 @@ def _drain(child: Child, replay: Replay) -> Envelope | None:
             return recv_done(child.conn, *fields)
         replay.message(kind, *fields)
     return None
+
+
+def _read_dry(fd: int, name: str, replay: Replay) -> bool:
+    """Replay what ``fd`` holds now; True at end of file."""
+    try:
+        while data := os.read(fd, 1 << 16):
+            replay.raw(name, data)
+    except BlockingIOError:
+        return False
+    replay.raw(name, b"")  # end of file: flush the decoder
+    return True
 
 
 def _drain_fds(child: Child, replay: Replay) -> None:
@@ -232,19 +184,16 @@ def _exited(child: Child, timeout: float) -> bool:
 def stop(child: Child, grace: float) -> None:
     """The kill ladder: SIGTERM (the child dumps its stack), ``grace``, SIGKILL to the group; reap."""
     if grace > 0:
-        try:
-            os.kill(child.pid, signal.SIGTERM)  # the child alone first: one stack dump, not many
-        except ProcessLookupError:
-            pass
-        _kill_group(child.pid, signal.SIGTERM)
+        # The child alone first, and once: faulthandler's chained handler is SA_NODEFER, so a
+        # second SIGTERM (from killpg) would cut its stack dump short. What it started gets
+        # SIGTERM once the child is gone (or the grace is over), then SIGKILL with the group.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGTERM)
         _exited(child, grace)
+        _kill_group(child.pid, signal.SIGTERM)
     _kill_group(child.pid)  # before reaping: a zombie keeps its pid from being reused
     os.waitpid(child.pid, 0)
-    os.set_blocking(child.stack, False)
-    try:
-        child.stack_text = os.read(child.stack, 1 << 20).decode(errors="replace")
-    except BlockingIOError:
-        child.stack_text = ""
+    child.stack_text = _read_stack(child)
 
 
 class _Reaper:
@@ -290,7 +239,8 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
         child = start(work, shell, memory)
     finally:
         gc.unfreeze()
-    replay = Replay(shell)
+    replay = Replay(shell, drain=lambda: _drain_fds(child, replay),
+                    shown=lambda: _acknowledge(child))
     try:
         envelope = wait(child, limit, replay)
     except BaseException:  # KeyboardInterrupt (the ■ button), a crash, anything: no child survives
@@ -307,7 +257,7 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
     stop(child, grace)
     _drain_fds(child, replay)
     _close_all(child)
-    frames = [f for f in parse_dump(child.stack_text) if not f[0].startswith(_HERE)]
+    frames = user_frames(parse_dump(child.stack_text))
     error = CellTimeoutError(limit, elapsed, "fork", where=describe_where(_summaries(frames)),
                              stack=format_frames(frames) or None)
     raise attach(error, frames)
@@ -340,7 +290,13 @@ def raise_error(envelope: Envelope, chain: bool) -> None:
 def run_call(func: Callable[[], Any], limit: float, *, grace: float = 1.0, memory: int | None = None) -> Any:
     """``func()`` run in a forked child: its value, or its exception with the child's traceback."""
     __tracebackhide__ = True
-    envelope = run(lambda: outcome(func), limit, grace=grace, memory=memory)
+    envelope = run(lambda: outcome(func), limit, grace=grace, memory=memory, shell=_shell())
     if envelope.error is not None:
         raise_error(envelope, chain=True)
     return envelope.value
+
+
+def _shell() -> Any:
+    """The running IPython shell, if any: its display plumbing must be replaced in the child too."""
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None

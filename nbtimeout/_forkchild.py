@@ -1,0 +1,107 @@
+"""The forked child's side of the fork engine: set up, run the work, send the envelope, ``os._exit``."""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import os
+import resource
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ._capture import route_child_output
+from ._protocol import Envelope, frames_of, make_sendable, send_done
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_LIBC = ctypes.CDLL(None)
+PR_SET_PDEATHSIG = 1
+
+
+def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w: int, err_w: int,
+               stack_w: int, parent: int, memory: int | None) -> None:  # pragma: no cover - child
+    """Everything the child does; it leaves only through ``os._exit``."""
+    try:
+        os.setpgid(0, 0)  # the kernel interrupt (killpg) is ours to relay, and killpg reaches all
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the kernel died before prctl took effect
+            os._exit(1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # SIGTERM first dumps the Python stack from C (so even a C loop reports where it is),
+        # then chains to SIG_DFL: the dump is complete before the child dies. A fatal signal
+        # (SIGSEGV, SIGABRT ...) dumps the stack the same way, so a crash says where it happened.
+        faulthandler.register(signal.SIGTERM, file=stack_w, all_threads=False, chain=True)
+        faulthandler.enable(file=stack_w, all_threads=False)
+        route_child_output(conn, out_w, err_w, shell, ack=True)
+        if memory is not None:
+            _limit_memory(memory)
+        envelope = work()
+        _unlimit_memory()
+        # C stdio buffers first: the kernel stops reading fd 1/2 soon after the envelope arrives.
+        _LIBC.fflush(None)
+        _send(conn, envelope)
+    except BaseException:
+        try:
+            import traceback
+
+            os.write(2, traceback.format_exc().encode())
+        finally:
+            os._exit(70)
+    finally:
+        _LIBC.fflush(None)
+        os._exit(0)
+
+
+def _address_space() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _limit_memory(extra: int) -> None:
+    """Cap the address space at what the kernel already maps plus ``extra``."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _address_space() + extra
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
+def _unlimit_memory() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # room to pickle the result
+
+
+def _send(conn: Connection, envelope: Envelope) -> None:  # pragma: no cover - child
+    """Send the envelope; what cannot be pickled is replaced by a description, never lost."""
+    try:
+        send_done(conn, envelope)
+    except Exception:
+        make_sendable(envelope)
+        send_done(conn, envelope)
+
+
+def outcome(func: Callable[[], Any]) -> Envelope:
+    """Run ``func`` in the child: an envelope with its value or its error and stack."""
+    try:
+        return Envelope(value=func())
+    except BaseException as err:
+        return failure(err)
+
+
+def failure(err: BaseException) -> Envelope:
+    """An envelope carrying ``err`` and the user's part of its traceback."""
+    import traceback
+
+    frames = [f for f in frames_of(err.__traceback__) if not f[0].startswith(_HERE)]
+    text = "".join(traceback.format_exception(err))
+    return Envelope(error=err, error_frames=frames, error_text=text)
+
+
+def user_frames(frames: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """The frames below nbtimeout's own: a dumped stack also holds the kernel's frames above them."""
+    ours = [i for i, f in enumerate(frames) if f[0].startswith(_HERE)]
+    return frames[ours[-1] + 1:] if ours else frames
