@@ -163,11 +163,7 @@ def _read_dry(fd: int, name: str, replay: Replay) -> bool:
 def _drain_fds(child: Child, replay: Replay) -> None:
     for fd, name in ((child.out, "stdout"), (child.err, "stderr")):
         os.set_blocking(fd, False)
-        try:
-            while data := os.read(fd, 1 << 16):
-                replay.raw(name, data)
-        except BlockingIOError:
-            pass
+        _read_dry(fd, name, replay)
 
 
 def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
