@@ -80,7 +80,7 @@ class TimeoutMagics(Magics):
     def _run(self, options: Options, compiled: Any) -> Any:
         __tracebackhide__ = True
         if options.mode == "fork":
-            from ._fork import run_cell
+            from ._forkcell import run_cell  # imported on first use: signal-only users skip it
 
             return run_cell(compiled, self.shell, options)
         with _alarm.limited(options.limit):

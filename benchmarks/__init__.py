@@ -1,0 +1,1 @@
+"""nbtimeout's benchmark suite: ``python benchmarks/run.py [--quick]``."""

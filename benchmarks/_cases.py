@@ -1,0 +1,222 @@
+"""One function per measured case; each returns one measurement (seconds, or bytes per second)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import nbtimeout
+
+from . import _raw
+
+BATCH_SIGNAL = 200  # calls per measurement for the in-process engines
+BATCH_FORK = 20     # calls per measurement for the process-based ones
+
+
+def per_call(call, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        call()
+    return (time.perf_counter() - start) / n
+
+
+# --- overhead of a call that returns at once ----------------------------------------------------
+
+def quick_calls() -> dict[str, tuple[str, callable, int]]:
+    """name -> (baseline name, zero-argument call, batch)."""
+    import func_timeout
+    import pebble
+    import stopit
+    import timeout_decorator
+    import wrapt_timeout_decorator
+
+    def nbt_signal():
+        with nbtimeout.timeout(5):
+            pass
+
+    def stopit_signal():
+        with stopit.SignalTimeout(5):
+            pass
+
+    def stopit_thread():
+        with stopit.ThreadingTimeout(5):
+            pass
+
+    def answer():
+        return 42
+
+    return {
+        "raw setitimer arm+cancel": ("", _raw.setitimer_arm_cancel, BATCH_SIGNAL),
+        "nbtimeout signal": ("raw setitimer arm+cancel", nbt_signal, BATCH_SIGNAL),
+        "timeout-decorator (signal)": ("raw setitimer arm+cancel", timeout_decorator.timeout(5)(answer),
+                                       BATCH_SIGNAL),
+        "wrapt-timeout-decorator (signal)": ("raw setitimer arm+cancel",
+                                             wrapt_timeout_decorator.timeout(5)(answer), BATCH_SIGNAL),
+        "stopit SignalTimeout": ("raw setitimer arm+cancel", stopit_signal, BATCH_SIGNAL),
+        "stopit ThreadingTimeout": ("raw setitimer arm+cancel", stopit_thread, BATCH_SIGNAL),
+        "func-timeout (thread)": ("raw setitimer arm+cancel",
+                                  lambda: func_timeout.func_timeout(5, answer), BATCH_FORK),
+        "raw fork + pipe round trip": ("", _raw.fork_round_trip, BATCH_FORK),
+        "nbtimeout fork": ("raw fork + pipe round trip", nbtimeout.timeout(5, mode="fork")(answer), BATCH_FORK),
+        "pebble concurrent.process": ("raw fork + pipe round trip",
+                                      lambda: pebble.concurrent.process(timeout=5)(answer)().result(),
+                                      BATCH_FORK),
+        "timeout-decorator (process)": ("raw fork + pipe round trip",
+                                        timeout_decorator.timeout(5, use_signals=False)(answer), BATCH_FORK),
+    }
+
+
+# --- abort latency past the deadline -------------------------------------------------------------
+
+DEADLINE = 0.1
+
+
+def _late(call) -> float:
+    start = time.monotonic()
+    try:
+        call()
+    except BaseException:
+        pass
+    return time.monotonic() - start - DEADLINE
+
+
+class _StopError(Exception):
+    pass
+
+
+def _raise_stop(*_):
+    raise _StopError
+
+
+def _raw_sleep():
+    signal.setitimer(signal.ITIMER_REAL, DEADLINE)
+    try:
+        time.sleep(10)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def raw_sleep_abort() -> float:
+    """setitimer with a handler that raises, around time.sleep: the floor for sleeping code."""
+    old = signal.signal(signal.SIGALRM, _raise_stop)
+    try:
+        return _late(_raw_sleep)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+
+
+def abort_cases() -> dict[str, tuple[str, callable]]:
+    """name -> (baseline, measurement returning seconds past the deadline)."""
+    import pebble
+    import timeout_decorator
+
+    def sleeper():
+        time.sleep(10)
+
+    def c_loop():
+        return sum(range(10**10))
+
+    def pebble_call(fn):
+        return lambda: pebble.concurrent.process(timeout=DEADLINE)(fn)().result()
+
+    return {
+        "raw setitimer, sleep": ("", raw_sleep_abort),
+        "nbtimeout signal, sleep": ("raw setitimer, sleep",
+                                    lambda: _late(nbtimeout.timeout(DEADLINE)(sleeper))),
+        "timeout-decorator (signal), sleep": ("raw setitimer, sleep",
+                                              lambda: _late(timeout_decorator.timeout(DEADLINE)(sleeper))),
+        "raw fork + SIGKILL, C loop": ("", lambda: _raw.fork_kill_c_loop(DEADLINE)),
+        "nbtimeout fork, C loop": ("raw fork + SIGKILL, C loop",
+                                   lambda: _late(nbtimeout.timeout(DEADLINE, mode="fork", grace=0.5)(c_loop))),
+        "nbtimeout fork, sleep": ("raw fork + SIGKILL, C loop",
+                                  lambda: _late(nbtimeout.timeout(DEADLINE, mode="fork")(sleeper))),
+        "pebble process, C loop": ("raw fork + SIGKILL, C loop", lambda: _late(pebble_call(c_loop))),
+    }
+
+
+# --- large results and output latency ------------------------------------------------------------
+
+ARRAY_BYTES = 256 << 20
+
+
+def raw_throughput() -> float:
+    return _raw.pipe_throughput(ARRAY_BYTES)
+
+
+def nbtimeout_throughput() -> float:
+    make = nbtimeout.timeout(30, mode="fork")(lambda: np.ones(ARRAY_BYTES, dtype=np.uint8))
+    start = time.perf_counter()
+    array = make()
+    elapsed = time.perf_counter() - start
+    assert array.nbytes == ARRAY_BYTES
+    return ARRAY_BYTES / elapsed
+
+
+def pebble_throughput() -> float:
+    import pebble
+
+    make = pebble.concurrent.process(timeout=30)(lambda: np.ones(ARRAY_BYTES, dtype=np.uint8))
+    start = time.perf_counter()
+    array = make().result()
+    elapsed = time.perf_counter() - start
+    assert array.nbytes == ARRAY_BYTES
+    return ARRAY_BYTES / elapsed
+
+
+class _Arrivals:
+    """A stdout stand-in that notes when the marker arrives."""
+
+    def __init__(self):
+        self.at = None
+
+    def write(self, text):
+        if self.at is None and "MARK" in text:
+            self.at = time.monotonic()
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def nbtimeout_print_latency() -> float:
+    """From a print in the child to its arrival in the parent's sys.stdout."""
+    sink, real = _Arrivals(), sys.stdout
+    shared = {}
+
+    def child():
+        shared["sent"] = time.monotonic()
+        print("MARK", repr(shared["sent"]), flush=True)
+        time.sleep(0.05)
+        return shared["sent"]
+
+    sys.stdout = sink
+    try:
+        sent = nbtimeout.timeout(5, mode="fork")(child)()
+    finally:
+        sys.stdout = real
+    return sink.at - sent
+
+
+def raw_print_latency() -> float:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, repr(time.monotonic()).encode())
+        time.sleep(0.05)
+        os._exit(0)
+    os.close(w)
+    data = os.read(r, 64)
+    arrived = time.monotonic()
+    os.close(r)
+    os.waitpid(pid, 0)
+    return arrived - float(data)
+
+
+def ballast(nbytes: int) -> np.ndarray:
+    """Resident memory of ``nbytes``, touched so it really is resident."""
+    return np.ones(nbytes, dtype=np.uint8)
+
