@@ -9,7 +9,6 @@ A child that finished is reaped by a background thread, off the cell's critical 
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import queue
 import selectors
@@ -17,21 +16,19 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 from ._capture import Replay
-from ._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
-from ._forkchild import _LIBC, PR_SET_PDEATHSIG, child_main, failure, outcome, user_frames
+from ._errors import CellCrashedError, CellTimeoutError
+from ._forkchild import child_main, outcome, user_frames
+from ._process import exited, fork, kill_group
 from ._protocol import DONE, Envelope, recv_done
 from ._traceback import RemoteTraceback, attach, format_frames, parse_dump
 from ._where import describe_where
-
-__all__ = ["PR_SET_PDEATHSIG", "_LIBC", "failure", "outcome", "run", "run_call"]  # _pool uses some
 
 
 @dataclass
@@ -53,35 +50,23 @@ class Child:
 
 def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child:
     """Fork a child that runs ``work`` and sends back its envelope."""
-    if not hasattr(os, "fork"):
-        raise EngineUnavailableError(NO_FORK)
-    # Flush first, or the child inherits unsent output and both of them send it.
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    _LIBC.fflush(None)
     reader, writer = Pipe()  # duplex: the kernel acknowledges each display (see _capture)
     (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = os.pipe(), os.pipe(), os.pipe()
     parent = os.getpid()
-    with warnings.catch_warnings():
-        # Python 3.12 warns that fork() in a threaded process may deadlock. The child uses no
-        # lock another kernel thread could hold: it replaces the kernel's streams, publisher
-        # and sockets before any user code, talks only through its own pipes and leaves with
-        # os._exit, never running the kernel's atexit hooks or finalizers.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        started = time.monotonic()
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, which never returns
+
+    def child() -> NoReturn:  # pragma: no cover - runs in the child
         reader.close()
         for fd in (out_r, err_r, stack_r):
             os.close(fd)
         child_main(work, shell, writer, out_w, err_w, stack_w, parent, memory)
-    writer.close()
-    for fd in (out_w, err_w, stack_w):
-        os.close(fd)
+
+    started = time.monotonic()
     try:
-        os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
-    except OSError:
-        pass
+        pid = fork(child)
+    finally:
+        writer.close()
+        for fd in (out_w, err_w, stack_w):
+            os.close(fd)
     return Child(pid, reader, out_r, err_r, stack_r, os.pidfd_open(pid), started)
 
 
@@ -110,7 +95,7 @@ def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
             if child.pidfd in ready:
                 _drain_fds(child, replay)
                 _, status = os.waitpid(child.pid, 0)
-                _kill_group(child.pid)
+                kill_group(child.pid)
                 raise _crashed(child, status)
 
 
@@ -125,7 +110,7 @@ def _crashed(child: Child, status: int) -> CellCrashedError:
     error = CellCrashedError(os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
                              os.waitstatus_to_exitcode(status), time.monotonic() - child.started)
     frames = user_frames(parse_dump(_read_stack(child)))
-    error.where = describe_where(_summaries(frames))  # type: ignore[attr-defined]
+    error.where = describe_where(frames)  # type: ignore[attr-defined]
     return attach(error, frames)  # type: ignore[return-value]
 
 
@@ -166,17 +151,6 @@ def _drain_fds(child: Child, replay: Replay) -> None:
         _read_dry(fd, name, replay)
 
 
-def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _exited(child: Child, timeout: float) -> bool:
-    with selectors.DefaultSelector() as selector:
-        selector.register(child.pidfd, selectors.EVENT_READ)
-        return bool(selector.select(timeout))
-
-
 def stop(child: Child, grace: float) -> None:
     """The kill ladder: SIGTERM (the child dumps its stack), ``grace``, SIGKILL to the group; reap."""
     if grace > 0:
@@ -185,9 +159,9 @@ def stop(child: Child, grace: float) -> None:
         # SIGTERM once the child is gone (or the grace is over), then SIGKILL with the group.
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGTERM)
-        _exited(child, grace)
-        _kill_group(child.pid, signal.SIGTERM)
-    _kill_group(child.pid)  # before reaping: a zombie keeps its pid from being reused
+        exited(child.pidfd, grace)
+        kill_group(child.pid, signal.SIGTERM)
+    kill_group(child.pid)  # before reaping: a zombie keeps its pid from being reused
     os.waitpid(child.pid, 0)
     child.stack_text = _read_stack(child)
 
@@ -215,7 +189,7 @@ def finish(child: Child) -> None:
     """Wait for a child that is done, kill what it left in its group, reap it, close its fds."""
     try:
         os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
-        _kill_group(child.pid)
+        kill_group(child.pid)
         os.waitpid(child.pid, 0)
     except ChildProcessError:
         pass
@@ -230,17 +204,13 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
         shell: Any = None) -> Envelope:
     """Run ``work`` in a child; its envelope, or CellTimeoutError/CellCrashedError."""
     __tracebackhide__ = True
-    gc.freeze()  # the child's collector then leaves the kernel's objects (and their pages) alone
-    try:
-        child = start(work, shell, memory)
-    finally:
-        gc.unfreeze()
+    child = start(work, shell, memory)
     replay = Replay(shell, drain=lambda: _drain_fds(child, replay),
                     shown=lambda: _acknowledge(child))
     try:
         envelope = wait(child, limit, replay)
     except BaseException:  # KeyboardInterrupt (the ■ button), a crash, anything: no child survives
-        if not _exited(child, 0):
+        if not exited(child.pidfd, 0):
             stop(child, grace=0)
         _close_all(child)
         raise
@@ -254,7 +224,7 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
     _drain_fds(child, replay)
     _close_all(child)
     frames = user_frames(parse_dump(child.stack_text))
-    error = CellTimeoutError(limit, elapsed, "fork", where=describe_where(_summaries(frames)),
+    error = CellTimeoutError(limit, elapsed, "fork", where=describe_where(frames),
                              stack=format_frames(frames) or None)
     raise attach(error, frames)
 
@@ -264,12 +234,6 @@ def _close_all(child: Child) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(child.pid, os.WNOHANG)
     os.close(child.pidfd)
-
-
-def _summaries(frames: list[tuple[str, int, str]]) -> list[Any]:
-    import traceback
-
-    return [traceback.FrameSummary(f, n, name, lookup_line=False) for f, n, name in frames]
 
 
 def raise_error(envelope: Envelope, chain: bool) -> None:

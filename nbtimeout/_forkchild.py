@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import faulthandler
 import os
 import resource
@@ -12,22 +11,18 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ._capture import route_child_output
-from ._protocol import Envelope, frames_of, make_sendable, send_done
+from ._process import LIBC, detach
+from ._protocol import Envelope, make_sendable, send_done
+from ._where import frames_of
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_LIBC = ctypes.CDLL(None)
-PR_SET_PDEATHSIG = 1
 
 
 def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w: int, err_w: int,
                stack_w: int, parent: int, memory: int | None) -> None:  # pragma: no cover - child
     """Everything the child does; it leaves only through ``os._exit``."""
     try:
-        os.setpgid(0, 0)  # the kernel interrupt (killpg) is ours to relay, and killpg reaches all
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the kernel died before prctl took effect
-            os._exit(1)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        detach(parent)
         # SIGTERM first dumps the Python stack from C (so even a C loop reports where it is),
         # then chains to SIG_DFL: the dump is complete before the child dies. A fatal signal
         # (SIGSEGV, SIGABRT ...) dumps the stack the same way, so a crash says where it happened.
@@ -39,7 +34,7 @@ def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w
         envelope = work()
         _unlimit_memory()
         # C stdio buffers first: the kernel stops reading fd 1/2 soon after the envelope arrives.
-        _LIBC.fflush(None)
+        LIBC.fflush(None)
         _send(conn, envelope)
     except BaseException:
         try:
@@ -49,7 +44,7 @@ def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w
         finally:
             os._exit(70)
     finally:
-        _LIBC.fflush(None)
+        LIBC.fflush(None)
         os._exit(0)
 
 

@@ -10,23 +10,20 @@ worker past its deadline or dead is killed (SIGKILL to its process group), reape
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import selectors
-import signal
-import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 from ._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
 from ._outcome import CRASHED, FAILED, FINISHED, STOPPED, Outcome, Results
 from ._poolview import open_view, shell
-from ._poolworker import LIBC, RESULT, serve
+from ._poolworker import RESULT, serve
+from ._process import fork, kill_group
 from ._protocol import CLEAR, DISPLAY, STREAM
 from ._traceback import RemoteTraceback, attach
 from ._units import parse_duration
@@ -47,8 +44,7 @@ class _Worker:
 
 def _kill(pid: int, reap: bool = True) -> None:
     """SIGKILL the worker's group (whatever the task started goes too), then reap the worker."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)  # before reaping: a zombie keeps its pid from reuse
+    kill_group(pid)  # before reaping: a zombie keeps its pid from reuse
     with contextlib.suppress(ChildProcessError):
         if reap:
             os.waitpid(pid, 0)
@@ -130,28 +126,19 @@ class _Pool:
                 self._stop(worker)
 
     def _spawn(self) -> _Worker:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # or the worker inherits unsent output and both send it
-        LIBC.fflush(None)
         parent_end, child_end = Pipe()
         (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
-        gc.freeze()  # the workers' collectors then leave the parent's objects (and pages) alone
+        parent = os.getpid()
+
+        def child() -> NoReturn:  # pragma: no cover - the worker never returns
+            parent_end.close()
+            os.close(out_r)
+            os.close(err_r)
+            serve(child_end, self.fn, self.items, parent, out_w, err_w, self.shell)
+
         pid = 0
         try:
-            with warnings.catch_warnings():
-                # Python 3.12 warns that fork() in a threaded process may deadlock. The worker
-                # touches no lock another thread could hold: it replaces the kernel's streams,
-                # publisher and sockets before running fn, talks only through its own pipes and
-                # leaves with os._exit, never running atexit hooks or finalizers.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-            if pid == 0:  # pragma: no cover - the worker never returns
-                parent_end.close()
-                os.close(out_r)
-                os.close(err_r)
-                serve(child_end, self.fn, self.items, os.getppid(), out_w, err_w, self.shell)
-            with contextlib.suppress(OSError):
-                os.setpgid(pid, pid)  # the worker does it too: whichever runs first wins the race
+            pid = fork(child)
             worker = _Worker(pid, parent_end, {out_r: "stdout", err_r: "stderr"}, os.pidfd_open(pid))
         except BaseException:  # an interrupt right after fork: no untracked worker may survive
             if pid:
@@ -161,7 +148,6 @@ class _Pool:
             parent_end.close()
             raise
         finally:
-            gc.unfreeze()
             child_end.close()
             os.close(out_w)
             os.close(err_w)

@@ -7,10 +7,8 @@ which task printed what (one task at a time, in order on one socket).
 
 from __future__ import annotations
 
-import ctypes
 import faulthandler
 import os
-import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -18,11 +16,10 @@ from typing import Any
 import cloudpickle
 
 from ._capture import route_child_output
-from ._fork import outcome
+from ._forkchild import outcome
+from ._process import LIBC, detach
 from ._protocol import Envelope, make_sendable
 
-LIBC = ctypes.CDLL(None)
-PR_SET_PDEATHSIG = 1
 RESULT = "result"  # the pool's message for a task's envelope
 
 
@@ -30,11 +27,7 @@ def serve(conn: Connection, fn: Callable[[Any], Any], items: list[Any], parent: 
           out_w: int, err_w: int, shell: Any) -> None:  # pragma: no cover - runs in the child
     """Run tasks sent by index until the parent kills us; never returns (``os._exit`` only)."""
     try:
-        os.setpgid(0, 0)  # the kernel interrupt is not ours, and one killpg reaches what we start
-        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        detach(parent)
         route_child_output(conn, out_w, err_w, shell)
         # A segfault's Python stack goes to the cell, prefixed with the task, not the kernel's log.
         faulthandler.enable(file=2, all_threads=False)

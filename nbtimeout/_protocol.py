@@ -8,7 +8,6 @@ with cloudpickle (protocol 5) and its large buffers (numpy arrays, bytes) follow
 from __future__ import annotations
 
 import pickle
-import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -32,11 +31,6 @@ class Envelope:
     aliases: dict[str, str] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     unsent: list[str] = field(default_factory=list)
-
-
-def frames_of(tb: Any) -> list[tuple[str, int, str]]:
-    """``(filename, lineno, function)`` for each traceback entry, outermost first."""
-    return [(f.filename, f.lineno or 0, f.name) for f in traceback.extract_tb(tb)]
 
 
 def send_done(conn: Connection, envelope: Envelope) -> None:

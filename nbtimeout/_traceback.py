@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from types import CodeType, TracebackType
 
-Frames = list[tuple[str, int, str]]
+from ._where import Frames
 
 # faulthandler's dump: '  File "/x/y.py", line 12 in func' (most recent call first)
 _DUMPED = re.compile(r'^\s*File "(?P<file>.*)", line (?P<line>\d+) in (?P<name>.*)$')
