@@ -1,8 +1,8 @@
 """JupyterLab 4 in headless Chromium: what a person sees of timed cells (issue 4).
 
 Runs tests/data/browser.ipynb (a finished, a stopped --continue and a crashed fork cell) with
-"Run All Cells" and checks the countdown widget and the banners on screen. Screenshots go to
-docs/img/, which the README shows.
+"Run All Cells" and checks the countdown widget and the banners on screen. Screenshots go to a
+temp folder, or to docs/img/ (which the README shows) with NBTIMEOUT_SCREENSHOTS=docs/img.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
 HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parent
-IMG = ROOT / "docs" / "img"
 CHROMIUM = os.environ.get("NBTIMEOUT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -108,8 +107,10 @@ def page(lab):
             browser.close()
 
 
-def test_run_all_shows_countdown_final_states_and_banners(page):
+def test_run_all_shows_countdown_final_states_and_banners(page, tmp_path):
     from playwright.sync_api import expect
+
+    shots = pathlib.Path(os.environ.get("NBTIMEOUT_SCREENSHOTS") or tmp_path)
 
     cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell")
     expect(cells).to_have_count(4, timeout=60_000)
@@ -126,8 +127,8 @@ def test_run_all_shows_countdown_final_states_and_banners(page):
     live = finished.locator("div.widget-label")
     expect(live).to_have_text(re.compile(r"^◷ [12]\.\d s / 5\.01 s · signal$"), timeout=30_000)
     expect(finished.locator(".widget-hprogress, .widget-progress").first).to_be_visible()
-    IMG.mkdir(parents=True, exist_ok=True)
-    finished.screenshot(path=str(IMG / "countdown.png"))
+    shots.mkdir(parents=True, exist_ok=True)
+    finished.screenshot(path=str(shots / "countdown.png"))
 
     expect(live).to_have_text(re.compile(r"^✔ Finished in 3(?:\.\d+)? s / 5\.01 s · signal$"), timeout=30_000)
     expect(finished.locator(".jp-OutputArea-output").last).to_contain_text("'finished'")
@@ -150,6 +151,6 @@ def test_run_all_shows_countdown_final_states_and_banners(page):
     expect(crashed.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
            .filter(has_text="CellCrashedError").first).to_be_visible()
 
-    stopped.screenshot(path=str(IMG / "stopped-cell.png"))
-    crashed.screenshot(path=str(IMG / "crashed-cell.png"))
-    page.screenshot(path=str(IMG / "notebook.png"), full_page=True)
+    stopped.screenshot(path=str(shots / "stopped-cell.png"))
+    crashed.screenshot(path=str(shots / "crashed-cell.png"))
+    page.screenshot(path=str(shots / "notebook.png"), full_page=True)
