@@ -26,16 +26,16 @@ class CompiledCell:
         return None if self.last_expr is None else eval(self.last_expr, namespace)
 
 
-def compile_cell(shell: Any, magic_line: str, body: str) -> CompiledCell:
+def compile_cell(shell: Any, magic_line: str, body: str, typed: bool = True) -> CompiledCell:
     """Transform and compile ``body``; SyntaxError as IPython would raise it.
 
     The source is registered with IPython's compiler cache under this cell's number, with the
-    magic line first when the user wrote it, so tracebacks say ``Cell In[n], line k`` with the
+    magic line first when the user ``typed`` it, so tracebacks say ``Cell In[n], line k`` with the
     notebook's line numbers.
     """
     transformed = shell.transform_cell(body)
-    # The every-cell limit (%timeout 30) puts the magic line there; the user's cell starts with the body.
-    header = f"%%timeout {magic_line}\n" if _wrote_magic_line(shell) else ""
+    # The every-cell limit (%timeout 30) adds the magic line; then the user's cell starts with the body.
+    header = f"%%timeout {magic_line}\n" if typed else ""
     filename = shell.compile.cache(header + transformed, current_cell(shell), raw_code=header + body)
     tree = shell.compile.ast_parse("\n" * bool(header) + transformed, filename=filename)
     tree = shell.transform_ast(tree)
@@ -45,8 +45,3 @@ def compile_cell(shell: Any, magic_line: str, body: str) -> CompiledCell:
     statements = shell.compile(tree, filename, "exec") if tree.body else None
     return CompiledCell(filename, statements, last)
 
-
-def _wrote_magic_line(shell: Any) -> bool:
-    """Whether the cell being run starts with ``%%timeout`` as typed (not added by ``%timeout 30``)."""
-    raw = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
-    return not raw or raw[-1].lstrip().startswith("%%timeout")

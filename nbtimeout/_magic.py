@@ -11,7 +11,7 @@ from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
 from . import _alarm, _banner, _widget
 from ._cell import compile_cell
 from ._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
-from ._options import MODES, OFF, Options, parse, resolve, timeout_arguments
+from ._options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
 
 
 @magics_class
@@ -64,7 +64,7 @@ class TimeoutMagics(Magics):
         options = self._options(line)
         self._depth += 1
         try:
-            compiled = compile_cell(self.shell, line, cell)  # a SyntaxError shows no countdown
+            compiled = compile_cell(self.shell, line, cell, typed=not options.added)  # a SyntaxError shows no countdown
             with _widget.countdown(options, self.shell):
                 return self._run(options, compiled)
         except (CellTimeoutError, CellCrashedError) as err:
@@ -108,7 +108,7 @@ class TimeoutMagics(Magics):
         first = lines[0].lstrip()
         if first.startswith(("%%timeout", "%timeout")):
             return lines
-        return [f"%%timeout {self.every_cell}\n", *lines]
+        return [f"%%timeout {self.every_cell} {EVERY_CELL_FLAG}\n", *lines]
 
 
 def load(shell: Any) -> None:

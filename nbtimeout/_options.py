@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from ._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 OFF = "off"
+EVERY_CELL_FLAG = "--every-cell"
 
 
 _ARGUMENTS = [  # top to bottom as in the help
@@ -25,6 +27,8 @@ _ARGUMENTS = [  # top to bottom as in the help
     argument("-g", "--grace", help="fork mode: seconds between SIGTERM and SIGKILL (default 1s)"),
     argument("--memory", help=f"fork mode: memory the cell may allocate beyond the kernel's: {SIZE_HELP}"),
     argument("-q", "--quiet", action="store_true", help="no live countdown; only the final banner"),
+    # Marks the line the every-cell limit adds, so tracebacks keep the user's own line numbers.
+    argument(EVERY_CELL_FLAG, dest="added", action="store_true", help=argparse.SUPPRESS),
 ]
 
 
@@ -45,6 +49,7 @@ class Options:
     grace: float = 1.0
     memory: int | None = None
     quiet: bool = False
+    added: bool = False  # the magic line was put there by the every-cell limit, not typed
 
 
 def parse(magic: Callable[..., object], line: str) -> Any:
@@ -74,4 +79,4 @@ def resolve(args: Any, default_mode: str, default_grace: float, default_quiet: b
         memory = parse_size(args.memory, "--memory") if args.memory is not None else None
     except ValueError as err:
         raise UsageError(f"%%timeout: {err}") from None
-    return Options(limit, mode, args.keep_going, grace, memory, args.quiet or default_quiet)
+    return Options(limit, mode, args.keep_going, grace, memory, args.quiet or default_quiet, args.added)
