@@ -47,6 +47,21 @@ def _fork():
     return multiprocessing.get_context("fork")  # like nbtimeout: no pickling of the function
 
 
+IDEAL = TASKS * TASK_SECONDS / WORKERS
+
+
+def cases() -> dict[str, Callable[[], float]]:
+    """For benchmarks/run.py: name -> one measurement of the sweep's wall time."""
+    def wall(run: Callable[[list[float], float], None]) -> Callable[[], float]:
+        def measure() -> float:
+            started = time.perf_counter()
+            run([TASK_SECONDS] * TASKS, LIMIT)
+            return time.perf_counter() - started
+        return measure
+
+    return {"nbtimeout.map": wall(run_nbtimeout), "pebble.ProcessPool": wall(run_pebble)}
+
+
 def best_of(repeat: int, run: Callable[[list[float], float], None], items: list[float],
             limit: float) -> tuple[float, float]:
     walls = []
@@ -61,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     repeat = parser.parse_args().repeat
-    ideal = TASKS * TASK_SECONDS / WORKERS
+    ideal = IDEAL
     print(f"{TASKS} tasks x {TASK_SECONDS * 1000:.0f} ms on {WORKERS} workers; ideal {ideal:.3f} s;"
           f" best and median of {repeat}")
     print(f"{'':22} {'best s':>8} {'median s':>9} {'vs ideal':>9}")
