@@ -12,11 +12,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
+from typing import Any
 
 from ._errors import NO_SIGALRM, NO_SIGNAL_THREAD, CellTimeoutError, EngineUnavailableError, _Expired
-from ._where import describe_where, frames_of, trim_tail
+from ._where import trim_tail
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,24 +24,18 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 REFIRE = 0.05
 
 
-@dataclass(eq=False)
 class Deadline:
-    limit: float
-    expires: float
-    fired: bool = False
-    started: float = field(default_factory=time.monotonic)
+    """One armed limit: seconds, when it started and expires (monotonic), whether it fired."""
 
+    __slots__ = ("expires", "fired", "limit", "started")
 
-@dataclass
-class _Saved:
-    handler: object
-    delay: float
-    interval: float
-    at: float
+    def __init__(self, limit: float, now: float) -> None:
+        self.limit, self.started, self.expires, self.fired = limit, now, now + limit, False
 
 
 _stack: list[Deadline] = []
-_saved: _Saved | None = None
+# While any deadline is armed: the SIGALRM handler, the itimer (delay, interval) and when we took it.
+_saved: tuple[Any, float, float, float] | None = None
 # nbtimeout frames that only call user code (the decorator's wrapper). Innermost at the alarm, they
 # mean a C function of the user's is running (``timeout(1)(time.sleep)``): unwind, do not defer.
 _CALLERS: set[CodeType] = set()
@@ -64,43 +58,60 @@ def check_available() -> None:
 def arm(limit: float) -> Deadline:
     """Start a deadline ``limit`` seconds from now; nests inside any already armed."""
     global _saved
-    check_available()
     now = time.monotonic()
-    if not _stack:
-        delay, interval = signal.setitimer(signal.ITIMER_REAL, 0)
-        _saved = _Saved(signal.getsignal(signal.SIGALRM), delay, interval, now)
-        signal.signal(signal.SIGALRM, _on_alarm)
-    deadline = Deadline(limit, now + limit, started=now)
+    deadline = Deadline(limit, now)
+    if _stack:
+        _stack.append(deadline)
+        _schedule()
+        return deadline
+    try:
+        setitimer = signal.setitimer  # looked up first: nothing may change if it is missing
+        handler = signal.signal(signal.SIGALRM, _on_alarm)
+    except (AttributeError, ValueError):  # no SIGALRM here, or not the main thread: say which
+        check_available()
+        raise
+    # One call arms ours and hands back the itimer that was running, to restart it afterwards.
+    delay, interval = setitimer(signal.ITIMER_REAL, limit, REFIRE)
+    _saved = (handler, delay, interval, now)
     _stack.append(deadline)
-    _schedule()
     return deadline
 
 
 def cancel(deadline: Deadline) -> None:
     """Stop ``deadline``; after the last one, restore the saved handler and itimer."""
     global _saved
-    if deadline in _stack:
+    if _stack and _stack[-1] is deadline:
+        _stack.pop()
+    elif deadline in _stack:
         _stack.remove(deadline)
     if _stack:
         _schedule()
         return
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.setitimer(signal.ITIMER_REAL, 0)  # before the handler: SIGALRM under SIG_DFL kills
     saved, _saved = _saved, None
     if saved is None:
         return
-    signal.signal(signal.SIGALRM, saved.handler)
-    if saved.delay:
-        left = saved.delay - (time.monotonic() - saved.at)
+    handler, delay, interval, at = saved
+    signal.signal(signal.SIGALRM, handler)
+    if delay:
         # A timer that would have fired meanwhile fires now, as late as we held it.
-        signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), saved.interval)
+        signal.setitimer(signal.ITIMER_REAL, max(delay - (time.monotonic() - at), 1e-6), interval)
+
+
+def disarm(deadline: Deadline, exc: BaseException | None, tb: TracebackType | None) -> bool:
+    """End ``deadline`` as a with-block ends: CellTimeoutError if it is what stopped the body."""
+    __tracebackhide__ = True
+    cancel(deadline)
+    if isinstance(exc, _Expired) and exc.token is deadline:
+        error = CellTimeoutError(deadline.limit, time.monotonic() - deadline.started, "signal")
+        raise error.with_traceback(trim_tail(tb)) from None
+    return False
 
 
 def _schedule(floor: float = 1e-6) -> None:
     now = time.monotonic()
-    pending = [d.expires for d in _stack if not d.fired]
-    pending += [now + REFIRE for d in _stack if d.fired]
-    if pending:
-        signal.setitimer(signal.ITIMER_REAL, max(min(pending) - now, floor))
+    soonest = min(now + REFIRE if d.fired else d.expires for d in _stack)
+    signal.setitimer(signal.ITIMER_REAL, max(soonest - now, floor), REFIRE)
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -110,17 +121,19 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
         return
     now = time.monotonic()
     # The outermost expired deadline wins: an inner handler must not absorb an outer limit.
-    due = next((d for d in _stack if d.expires <= now), None)
-    if due is None:  # early wake-up (timer granularity): go back to sleep
-        _schedule()
-        return
-    due.fired = True
-    _schedule()
-    raise _Expired(due)
+    for due in _stack:
+        if due.expires <= now:
+            # The itimer's interval fires again every REFIRE seconds until the deadline is
+            # cancelled, in case a bare ``except:`` swallows what we raise.
+            due.fired = True
+            raise _Expired(due)
+    _schedule()  # early wake-up (timer granularity): go back to sleep
 
 
 class limited:  # noqa: N801 - reads as a with-statement
     """``with limited(0.5):`` raises CellTimeoutError (with the body's traceback) past 0.5 s."""
+
+    __slots__ = ("_deadline", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -131,11 +144,4 @@ class limited:  # noqa: N801 - reads as a with-statement
 
     def __exit__(self, etype: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         __tracebackhide__ = True
-        deadline = self._deadline
-        cancel(deadline)
-        if isinstance(exc, _Expired) and exc.token is deadline:
-            elapsed = time.monotonic() - deadline.started
-            error = CellTimeoutError(deadline.limit, elapsed, "signal",
-                                     where=describe_where(frames_of(tb)))
-            raise error.with_traceback(trim_tail(tb)) from None
-        return False
+        return disarm(self._deadline, exc, tb)

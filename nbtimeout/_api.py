@@ -29,19 +29,17 @@ class timeout:  # noqa: N801 - used like a function: ``with timeout(0.5):``
         self.mode = mode
         self.grace = parse_duration(grace, "timeout(grace)")
         self.memory = None if memory is None else parse_size(memory, "timeout(memory)")
-        self._active: list[_alarm.limited] = []
+        self._active: list[_alarm.Deadline] = []  # a stack: the same object may be entered again
 
     def __enter__(self) -> timeout:
         if self.mode == "fork":
             raise EngineUnavailableError(FORK_CONTEXT)
-        limit = _alarm.limited(self.seconds)
-        limit.__enter__()
-        self._active.append(limit)
+        self._active.append(_alarm.arm(self.seconds))
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
         __tracebackhide__ = True
-        return self._active.pop().__exit__(*exc)
+        return _alarm.disarm(self._active.pop(), exc, tb)
 
     def __call__(self, func: F) -> F:
         if self.mode == "fork":

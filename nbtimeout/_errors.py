@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 
+from ._units import format_duration
+
 MODES = ("signal", "fork")  # the engines, as -m/--mode and mode= name them
 
 # Messages: one place, so the magic, the API and the banner say the same thing.
@@ -22,18 +24,25 @@ class CellTimeoutError(TimeoutError):
     """A timed cell or call ran past its limit.
 
     Attributes: ``limit`` and ``elapsed`` (seconds), ``engine`` (``"signal"`` or ``"fork"``),
-    ``where`` (``"line 3 in f"`` or ``None``) and, for fork, ``stack`` (the child's stack text).
+    ``where`` (``"line 3 in f() of In [5]"`` or ``None``) and, for fork, ``stack`` (the child's
+    stack text).
     """
 
     def __init__(self, limit: float, elapsed: float, engine: str, where: str | None = None,
                  stack: str | None = None) -> None:
-        from ._units import format_duration
-
         self.limit, self.elapsed, self.engine = limit, elapsed, engine
-        self.where, self.stack = where, stack
+        self._where, self.stack = where, stack
         # The message names the limit, not the measured time, so it is the same on every run.
-        super().__init__(STOPPED.format(limit=format_duration(limit),
-                                        engine=engine))
+        super().__init__(STOPPED.format(limit=format_duration(limit), engine=engine))
+
+    @property
+    def where(self) -> str | None:
+        """Where the stopped code was; read off the traceback when first asked (not on the abort path)."""
+        if self._where is None and self.__traceback__ is not None:
+            from ._where import describe_where, frames_of
+
+            self._where = describe_where(frames_of(self.__traceback__))
+        return self._where
 
     def __reduce__(self):
         return type(self), (self.limit, self.elapsed, self.engine, self.where, self.stack)
@@ -47,8 +56,6 @@ class CellCrashedError(RuntimeError):
 
     def __init__(self, signum: int | None, exitcode: int | None, elapsed: float,
                  engine: str = "fork") -> None:
-        from ._units import format_duration
-
         self.signal = signal.Signals(signum).name if signum else None
         self.exitcode, self.elapsed, self.engine = exitcode, elapsed, engine
         how = f"was killed by {self.signal}" if self.signal else f"exited with code {exitcode}"

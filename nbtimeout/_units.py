@@ -27,6 +27,8 @@ def _positive(text: str, match: re.Match[str] | None, what: str, help_text: str)
 
 def parse_duration(text: str | float, what: str = "limit") -> float:
     """Seconds in ``text``; ValueError naming ``what`` when it is not a positive duration."""
+    if type(text) in (int, float) and 0 < text < math.inf:  # the common case, without a regex
+        return float(text)
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         text = repr(text)
     value, unit = _positive(str(text), _DURATION.match(str(text)), what, DURATION_HELP)
