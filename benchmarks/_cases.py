@@ -94,20 +94,18 @@ def _raise_stop(*_):
 
 
 def _raw_sleep():
+    old = signal.signal(signal.SIGALRM, _raise_stop)
     signal.setitimer(signal.ITIMER_REAL, DEADLINE)
     try:
         time.sleep(10)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def raw_sleep_abort() -> float:
-    """setitimer with a handler that raises, around time.sleep: the floor for sleeping code."""
-    old = signal.signal(signal.SIGALRM, _raise_stop)
-    try:
-        return _late(_raw_sleep)
-    finally:
-        signal.signal(signal.SIGALRM, old)
+    """A handler that raises and setitimer around time.sleep, the handler put back after: the floor."""
+    return _late(_raw_sleep)
 
 
 def abort_cases() -> dict[str, tuple[str, callable]]:

@@ -102,7 +102,7 @@ def disarm(deadline: Deadline, exc: BaseException | None, tb: TracebackType | No
     """End ``deadline`` as a with-block ends: CellTimeoutError if it is what stopped the body."""
     __tracebackhide__ = True
     cancel(deadline)
-    if isinstance(exc, _Expired) and exc.token is deadline:
+    if isinstance(exc, _Expired) and exc.args[0] is deadline:
         error = CellTimeoutError(deadline.limit, time.monotonic() - deadline.started, "signal")
         raise error.with_traceback(trim_tail(tb)) from None
     return False

@@ -72,8 +72,8 @@ class EngineUnavailableError(RuntimeError):
 
 
 class _Expired(BaseException):
-    """Unwinds a timed body; a BaseException so ``except Exception`` cannot swallow it."""
+    """Unwinds a timed body; a BaseException so ``except Exception`` cannot swallow it.
 
-    def __init__(self, token: object) -> None:
-        super().__init__("time limit reached")
-        self.token = token
+    ``args[0]`` is the deadline that fired (no ``__init__`` of ours: this is raised from a signal
+    handler, where every Python call adds to the abort latency).
+    """
