@@ -26,6 +26,7 @@ class TimeoutMagics(Magics):
     quiet = Bool(False, help="No live countdown widget; only the final banner.").tag(config=True)
 
     def __init__(self, shell: Any, **kwargs: Any) -> None:
+        self._parsed: dict[tuple[Any, ...], Options] = {}  # first: config may validate every_cell
         super().__init__(shell, **kwargs)
         self._depth = 0  # timed cells in progress: nested cells and their bodies are not re-wrapped
 
@@ -40,7 +41,15 @@ class TimeoutMagics(Magics):
         return value
 
     def _options(self, line: str) -> Options:
-        return resolve(parse(self.timeout, line), self.default_mode, self.grace, self.quiet)
+        # A notebook repeats the same few magic lines; argparse costs more than the rest of a cell.
+        key = (line, self.default_mode, self.grace, self.quiet)
+        options = self._parsed.get(key)
+        if options is None:
+            options = resolve(parse(self.timeout, line), self.default_mode, self.grace, self.quiet)
+            if len(self._parsed) > 256:
+                self._parsed.clear()
+            self._parsed[key] = options
+        return options
 
     @timeout_arguments
     @line_cell_magic
