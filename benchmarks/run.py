@@ -128,6 +128,7 @@ def bench_kernel(rounds: int, cells: int) -> list[tuple]:
             return (time.perf_counter() - start) / cells
 
         cases = {"plain cell": lambda: timed("x = 1"),
+                 "%%capture cell (IPython's own cell magic, for scale)": lambda: timed("%%capture\nx = 1"),
                  "%%timeout 5 -q cell": lambda: timed("%%timeout 5 -q\nx = 1"),
                  "%%timeout 5 cell (widget)": lambda: timed("%%timeout 5\nx = 1"),
                  "%%timeout 5 -q -m fork cell": lambda: timed("%%timeout 5 -q -m fork\nx = 1")}
