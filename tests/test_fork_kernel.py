@@ -12,6 +12,7 @@ import time
 
 import pytest
 from kernelclient import Kernel
+from procs import children, exited, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,42 +31,14 @@ def _imports(kernel):
 
 def gone(pid: int) -> bool:
     """The process has exited (a zombie of another parent counts: the kernel does not own it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return True
-    return fields[0] == "Z" and int(fields[1]) != _kernel_pid
+    return exited(pid, reaper=_kernel_pid)
 
 
 _kernel_pid = -1
 
 
-def wait_until(predicate, seconds: float = 5.0) -> bool:
-    """Poll ``predicate`` until it holds or ``seconds`` pass (process disappearance has no event)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-    return found
-
-
 def no_children(kernel: Kernel) -> bool:
-    return wait_until(lambda: not children_of(kernel.pid))
+    return wait_until(lambda: not children(kernel.pid))
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +47,7 @@ def _no_child_left(kernel):
     global _kernel_pid
     _kernel_pid = kernel.pid
     yield
-    assert no_children(kernel), children_of(kernel.pid)
+    assert no_children(kernel), children(kernel.pid)
 
 
 def pidfile() -> str:

@@ -10,34 +10,12 @@ import sys
 import time
 
 import pytest
+from procs import children, exited, wait_until
 
 import nbtimeout
 from nbtimeout import CellCrashedError, CellTimeoutError
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def children(pid: int) -> set[int]:
-    """Live or zombie children of ``pid``, from /proc."""
-    found: set[int] = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found.update(int(p) for p in f.read().split())
-    return found
-
-
-def gone(pid: int, within: float = 5.0) -> bool:
-    """``pid`` no longer runs (absent or a zombie), polled until ``within`` seconds have passed."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture(autouse=True)
@@ -201,7 +179,7 @@ def test_what_a_stopped_task_started_is_killed_with_it(capfd):
     assert results[0].status == "stopped"
     out = capfd.readouterr().out
     pid = int(out.split("grandchild ")[1].split()[0])
-    assert gone(pid)
+    assert wait_until(lambda: exited(pid))
 
 
 def test_keyboard_interrupt_stops_everything():

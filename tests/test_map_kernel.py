@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import textwrap
 
 import pytest
+from procs import children
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,14 +31,6 @@ def work(kind):  # defined in the notebook: workers are forked, nothing is pickl
     return kind.upper()
 """
 KINDS = ["ok", "sleep", "c-loop", "segfault", "deaf", "raise", "fine"]
-
-
-def children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found.update(int(p) for p in f.read().split())
-    return found
 
 
 @pytest.fixture(scope="module", autouse=True)
