@@ -101,6 +101,18 @@ def _no_sockets(*args: Any, **kwargs: Any) -> None:
                        "signal-mode or untimed cell")
 
 
+def read_dry(fd: int, write: Callable[[bytes], None]) -> bool:
+    """Pass on what ``fd`` holds now, never blocking; True at end of file (after a final ``b""``)."""
+    os.set_blocking(fd, False)
+    try:
+        while data := os.read(fd, 1 << 16):
+            write(data)
+    except BlockingIOError:
+        return False
+    write(b"")  # end of file: lets a decoder flush what it held back
+    return True
+
+
 class Replay:
     """In the kernel: write what the child sent into the current cell, in order.
 

@@ -22,10 +22,10 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
-from ._capture import Replay
+from ._capture import Replay, read_dry
 from ._errors import CellCrashedError, CellTimeoutError
 from ._forkchild import child_main, outcome, user_frames
-from ._process import exited, fork, kill_group
+from ._process import exit_reason, exited, fork, kill_group
 from ._protocol import DONE, Envelope, recv_done
 from ._traceback import RemoteTraceback, attach, format_frames, parse_dump
 from ._where import describe_where
@@ -74,8 +74,6 @@ def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
     """The child's envelope, or None once ``limit`` has passed; CellCrashedError if it died."""
     __tracebackhide__ = True
     deadline = child.started + limit
-    for fd in (child.out, child.err):
-        os.set_blocking(fd, False)  # read dry, never block: a display waits for the text before it
     with selectors.DefaultSelector() as selector:
         for fd in (child.out, child.err, child.conn.fileno(), child.pidfd):
             selector.register(fd, selectors.EVENT_READ)
@@ -94,9 +92,7 @@ def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
             replay.flush()
             if child.pidfd in ready:
                 _drain_fds(child, replay)
-                _, status = os.waitpid(child.pid, 0)
-                kill_group(child.pid)
-                raise _crashed(child, status)
+                raise _crashed(child)
 
 
 def _acknowledge(child: Child) -> None:
@@ -105,10 +101,12 @@ def _acknowledge(child: Child) -> None:
         child.conn.send_bytes(b"shown")
 
 
-def _crashed(child: Child, status: int) -> CellCrashedError:
-    """The error for a child that died: its signal or exit code, and where it was if it said."""
-    error = CellCrashedError(os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                             os.waitstatus_to_exitcode(status), time.monotonic() - child.started)
+def _crashed(child: Child) -> CellCrashedError:
+    """Reap a child that died; the error names its signal or exit code, and where it was if it said."""
+    signum, code = exit_reason(child.pid)
+    kill_group(child.pid)  # before reaping, as everywhere: a zombie keeps its pid from being reused
+    os.waitpid(child.pid, 0)
+    error = CellCrashedError(signum, code, time.monotonic() - child.started)
     frames = user_frames(parse_dump(_read_stack(child)))
     error.where = describe_where(frames)  # type: ignore[attr-defined]
     return attach(error, frames)  # type: ignore[return-value]
@@ -136,18 +134,11 @@ def _drain(child: Child, replay: Replay) -> Envelope | None:
 
 def _read_dry(fd: int, name: str, replay: Replay) -> bool:
     """Replay what ``fd`` holds now; True at end of file."""
-    try:
-        while data := os.read(fd, 1 << 16):
-            replay.raw(name, data)
-    except BlockingIOError:
-        return False
-    replay.raw(name, b"")  # end of file: flush the decoder
-    return True
+    return read_dry(fd, lambda data: replay.raw(name, data))
 
 
 def _drain_fds(child: Child, replay: Replay) -> None:
     for fd, name in ((child.out, "stdout"), (child.err, "stderr")):
-        os.set_blocking(fd, False)
         _read_dry(fd, name, replay)
 
 

@@ -19,11 +19,12 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
+from ._capture import read_dry
 from ._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
 from ._outcome import CRASHED, FAILED, FINISHED, STOPPED, Outcome, Results
 from ._poolview import open_view, shell
 from ._poolworker import RESULT, serve
-from ._process import fork, kill_group
+from ._process import exit_reason, fork, kill_group
 from ._protocol import CLEAR, DISPLAY, STREAM
 from ._traceback import RemoteTraceback, attach
 from ._units import parse_duration
@@ -202,11 +203,7 @@ class _Pool:
         self._read_conn(worker)  # an answer sent just before dying still counts
         self._drain_fds(worker)
         if worker.task is not None:
-            info = os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)
-            killed = info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
-            error = CellCrashedError(info.si_status if killed else None,
-                                     -info.si_status if killed else info.si_status,
-                                     time.monotonic() - worker.started)
+            error = CellCrashedError(*exit_reason(worker.pid), time.monotonic() - worker.started)
             self._end(worker, CRASHED, error=error)
         self._replace(worker)
 
@@ -263,8 +260,5 @@ class _Pool:
         for fd in worker.fds:
             if fd not in worker.keys:
                 continue
-            os.set_blocking(fd, False)
-            with contextlib.suppress(BlockingIOError):
-                while data := os.read(fd, 1 << 16):
-                    self.view.raw(worker.pid, worker.task, worker.fds[fd], data)
+            read_dry(fd, lambda data, fd=fd: self.view.raw(worker.pid, worker.task, worker.fds[fd], data))
             os.set_blocking(fd, True)

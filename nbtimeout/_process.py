@@ -69,3 +69,15 @@ def exited(pidfd: int, timeout: float) -> bool:
     with selectors.DefaultSelector() as selector:
         selector.register(pidfd, selectors.EVENT_READ)
         return bool(selector.select(timeout))
+
+
+def exit_reason(pid: int) -> tuple[int | None, int]:
+    """How an exited child ended, without reaping it: (signal number or None, exit code).
+
+    The exit code is ``os.waitstatus_to_exitcode``'s: minus the signal for a killed child.
+    Not reaping lets the caller kill the child's group first, while the zombie holds the pid.
+    """
+    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+        return info.si_status, -info.si_status
+    return None, info.si_status
