@@ -17,20 +17,20 @@ def map(fn: Any, items: Any, timeout: Any = 5.01, workers: int | None = None,
 
     Returns ``Results``, one ``Outcome`` per item in input order; see ``nbtimeout._pool.map``.
     """
-    from ._pool import map as pool_map  # imported on first use: ``import nbtimeout`` stays light
+    from ._map.pool import map as pool_map  # imported on first use: ``import nbtimeout`` stays light
 
     return pool_map(fn, items, timeout, workers, max_tasks_per_worker)
 
 
 def load_ipython_extension(shell: Any) -> None:
     """``%load_ext nbtimeout``: register ``%%timeout`` and ``%timeout``."""
-    from ._magic import load  # IPython-only code is imported only when a shell loads us
+    from ._notebook.magic import load  # IPython-only code is imported only when a shell loads us
 
     load(shell)
 
 
 def unload_ipython_extension(shell: Any) -> None:
     """``%unload_ext nbtimeout``: remove the magics, the every-cell hook and the settings."""
-    from ._magic import unload
+    from ._notebook.magic import unload
 
     unload(shell)

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import _alarm
+from ._engines import alarm as _alarm
 from ._errors import FORK_CONTEXT, MODES, EngineUnavailableError
 from ._units import parse_duration, parse_size
 
@@ -46,7 +46,7 @@ class timeout:  # noqa: N801 - used like a function: ``with timeout(0.5):``
 
     def __call__(self, func: F) -> F:
         if self.mode == "fork":
-            from ._fork import run_call
+            from ._fork.engine import run_call
 
             @functools.wraps(func)
             def forked(*args: Any, **kwargs: Any) -> Any:

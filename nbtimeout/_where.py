@@ -6,7 +6,8 @@ import os
 import sys
 from types import TracebackType
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+# nbtimeout's own frames are those under this folder (every subpackage included).
+PACKAGE_DIR = _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def cell_number(filename: str) -> int | None:

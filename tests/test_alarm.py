@@ -11,7 +11,8 @@ import traceback
 import pytest
 
 import nbtimeout
-from nbtimeout import CellTimeoutError, EngineUnavailableError, _alarm, timeout
+from nbtimeout import CellTimeoutError, EngineUnavailableError, timeout
+from nbtimeout._engines import alarm as _alarm
 from nbtimeout._errors import _Expired
 
 # pytest-timeout's default method owns SIGALRM; these tests need it free to check what is left behind.

@@ -9,10 +9,10 @@ import time
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
-from nbtimeout import _widget
-from nbtimeout._banner import bundle
 from nbtimeout._errors import CellCrashedError, CellTimeoutError
-from nbtimeout._options import Options
+from nbtimeout._notebook import widget as _widget
+from nbtimeout._notebook.banner import bundle
+from nbtimeout._notebook.options import Options
 
 CFG = pathlib.Path(__file__).parent.parent / "notebooks" / "nbval-sanitize.cfg"
 

@@ -7,7 +7,7 @@ import pytest
 
 import nbtimeout
 from nbtimeout import CellCrashedError, CellTimeoutError
-from nbtimeout._protocol import OUT_OF_BAND
+from nbtimeout._fork.protocol import OUT_OF_BAND
 
 
 def test_large_array_comes_back_whole_and_writable():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from IPython.core.error import UsageError
 
-from nbtimeout._magic import TimeoutMagics
-from nbtimeout._options import Options, parse, resolve
+from nbtimeout._notebook.magic import TimeoutMagics
+from nbtimeout._notebook.options import Options, parse, resolve
 from nbtimeout._units import format_duration, format_size, parse_duration, parse_size
 
 

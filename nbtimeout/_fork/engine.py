@@ -22,13 +22,13 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
-from ._capture import Replay, read_dry
-from ._errors import CellCrashedError, CellTimeoutError
-from ._forkchild import child_main, outcome, user_frames
-from ._process import exit_reason, exited, fork, kill_group
-from ._protocol import DONE, Envelope, recv_done
-from ._traceback import RemoteTraceback, attach, format_frames, parse_dump
-from ._where import describe_where
+from .._errors import CellCrashedError, CellTimeoutError
+from .._process.forking import exit_reason, exited, fork, kill_group
+from .._traceback import RemoteTraceback, attach, format_frames, parse_dump
+from .._where import describe_where
+from .capture import Replay, read_dry
+from .child import child_main, outcome, user_frames
+from .protocol import DONE, Envelope, recv_done
 
 
 @dataclass

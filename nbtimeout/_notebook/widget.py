@@ -14,9 +14,9 @@ import threading
 import time
 from typing import Any
 
-from ._banner import LOOKS
-from ._errors import CellCrashedError, CellTimeoutError
-from ._units import format_duration
+from .._errors import CellCrashedError, CellTimeoutError
+from .._units import format_duration
+from .banner import LOOKS
 
 TICK = 0.2  # seconds between updates: smooth enough to read, a handful of messages a second
 _BAR_STYLE = {"finished": "success", "stopped": "danger", "continued": "warning", "crashed": "danger",

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from typing import NoReturn
 
-from ._errors import NO_FORK, EngineUnavailableError
+from .._errors import NO_FORK, EngineUnavailableError
 
 LIBC = ctypes.CDLL(None)
 PR_SET_PDEATHSIG = 1

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from ._units import format_duration
+from .._units import format_duration
 
 COLOURS = {"pending": "#d0d0d0", "running": "#3b82f6", "finished": "#22a34a", "stopped": "#f59e0b",
            "crashed": "#7f1d1d", "failed": "#dc2626"}
@@ -117,8 +117,8 @@ class View:
 
     def message(self, kind: str, *fields: Any) -> None:
         """A task's ``display()``; its ``clear_output()`` is dropped, it would clear every task's."""
-        from ._capture import Replay
-        from ._protocol import DISPLAY
+        from .._fork.capture import Replay
+        from .._fork.protocol import DISPLAY
 
         if kind == DISPLAY:
             Replay(shell()).message(kind, *fields)

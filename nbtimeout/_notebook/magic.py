@@ -8,10 +8,12 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
 
-from . import _alarm, _banner, _widget
-from ._cell import compile_cell
-from ._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
-from ._options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
+from .._engines import alarm as _alarm
+from .._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
+from . import banner as _banner
+from . import widget as _widget
+from .cell import compile_cell
+from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
 
 
 @magics_class
@@ -89,7 +91,7 @@ class TimeoutMagics(Magics):
     def _run(self, options: Options, compiled: Any) -> Any:
         __tracebackhide__ = True
         if options.mode == "fork":
-            from ._forkcell import run_cell  # imported on first use: signal-only users skip it
+            from .._fork.cell import run_cell  # imported on first use: signal-only users skip it
 
             return run_cell(compiled, self.shell, options)
         with _alarm.limited(options.limit):

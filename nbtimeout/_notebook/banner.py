@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 
-from ._errors import CellCrashedError, CellTimeoutError
-from ._units import format_duration
+from .._errors import CellCrashedError, CellTimeoutError
+from .._units import format_duration
 
 # icon, title, accent colour (a left border and the title; the words carry the meaning). The
 # colours are mid-tones that stay legible on both JupyterLab's light and dark backgrounds. The icons

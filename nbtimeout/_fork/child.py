@@ -10,12 +10,11 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._capture import route_child_output
-from ._process import LIBC, detach
-from ._protocol import Envelope, make_sendable, send_done
-from ._where import frames_of
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
+from .._process.forking import LIBC, detach
+from .._where import PACKAGE_DIR as _HERE
+from .._where import frames_of
+from .capture import route_child_output
+from .protocol import Envelope, make_sendable, send_done
 
 
 def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w: int, err_w: int,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._protocol import CLEAR, DISPLAY, STREAM
+from .protocol import CLEAR, DISPLAY, STREAM
 
 
 class PipeStream(io.TextIOBase):

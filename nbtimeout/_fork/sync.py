@@ -17,7 +17,7 @@ from typing import Any
 
 import cloudpickle
 
-from ._protocol import Envelope
+from .protocol import Envelope
 
 # IPython's own bookkeeping (_, _i3, _3, In, Out ...) is never synced.
 _HISTORY = re.compile(r"^_{1,3}$|^_i{1,3}$|^_i?\d+$|^_(oh|ih|dh)$")

@@ -19,15 +19,15 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
-from ._capture import read_dry
-from ._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
-from ._outcome import CRASHED, FAILED, FINISHED, STOPPED, Outcome, Results
-from ._poolview import open_view, shell
-from ._poolworker import RESULT, serve
-from ._process import exit_reason, fork, kill_group
-from ._protocol import CLEAR, DISPLAY, STREAM
-from ._traceback import RemoteTraceback, attach
-from ._units import parse_duration
+from .._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
+from .._fork.capture import read_dry
+from .._fork.protocol import CLEAR, DISPLAY, STREAM
+from .._process.forking import exit_reason, fork, kill_group
+from .._traceback import RemoteTraceback, attach
+from .._units import parse_duration
+from .outcome import CRASHED, FAILED, FINISHED, STOPPED, Outcome, Results
+from .view import open_view, shell
+from .worker import RESULT, serve
 
 
 @dataclass(eq=False)

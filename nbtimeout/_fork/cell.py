@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import _fork
-from ._cell import CompiledCell
-from ._options import Options
-from ._sync import Snapshot, apply
+from .._notebook.cell import CompiledCell
+from .._notebook.options import Options
+from . import engine as _fork
+from .sync import Snapshot, apply
 
 
 def _flush_figures(shell: Any) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
-from ._where import current_cell
+from .._where import current_cell
 
 
 @dataclass(frozen=True)

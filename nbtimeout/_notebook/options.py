@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ._errors import MODES
-from ._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
+from .._errors import MODES
+from .._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 OFF = "off"

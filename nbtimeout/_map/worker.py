@@ -15,10 +15,10 @@ from typing import Any
 
 import cloudpickle
 
-from ._capture import route_child_output
-from ._forkchild import outcome
-from ._process import LIBC, detach
-from ._protocol import Envelope, make_sendable
+from .._fork.capture import route_child_output
+from .._fork.child import outcome
+from .._fork.protocol import Envelope, make_sendable
+from .._process.forking import LIBC, detach
 
 RESULT = "result"  # the pool's message for a task's envelope
 

@@ -7,7 +7,6 @@ kernel), then restarts the saved itimer with the time it has left.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -15,10 +14,9 @@ from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
-from ._errors import NO_SIGALRM, NO_SIGNAL_THREAD, CellTimeoutError, EngineUnavailableError, _Expired
-from ._where import trim_tail
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
+from .._errors import NO_SIGALRM, NO_SIGNAL_THREAD, CellTimeoutError, EngineUnavailableError, _Expired
+from .._where import PACKAGE_DIR as _HERE
+from .._where import trim_tail
 
 # A fired deadline whose _Expired was swallowed (a bare ``except:``) fires again this often.
 REFIRE = 0.05

@@ -1,0 +1,1 @@
+"""The in-kernel engines: each an arm/cancel pair over a deadline."""
