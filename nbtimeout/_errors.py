@@ -67,6 +67,10 @@ class CellCrashedError(RuntimeError):
         return type(self), (signum, self.exitcode, self.elapsed, self.engine)
 
 
+class CellResultError(TypeError):
+    """A value or exception the fork child could not carry back"""
+
+
 class EngineUnavailableError(RuntimeError):
     """The chosen engine cannot run here (no SIGALRM, not the main thread, no fork)."""
 
