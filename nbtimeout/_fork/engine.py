@@ -192,10 +192,15 @@ reaper = _Reaper()
 
 
 def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int | None,
-        shell: Any = None) -> Envelope:
-    """Run ``work`` in a child; its envelope, or CellTimeoutError/CellCrashedError."""
+        shell: Any = None, started: Callable[[int], None] | None = None) -> Envelope:
+    """Run ``work`` in a child; its envelope, or CellTimeoutError/CellCrashedError.
+
+    ``started(pid)`` is told the child's pid once it runs (map on an executor: to cancel it).
+    """
     __tracebackhide__ = True
     child = start(work, shell, memory)
+    if started is not None:
+        started(child.pid)
     replay = Replay(shell, drain=lambda: _drain_fds(child, replay),
                     shown=lambda: _acknowledge(child))
     try:
