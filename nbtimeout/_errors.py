@@ -11,6 +11,11 @@ MODES = ("signal", "fork")  # the engines, as -m/--mode and mode= name them
 # Messages: one place, so the magic, the API and the banner say the same thing.
 STOPPED = "ran past its {limit} limit ({engine} engine)"
 CRASHED = "the {engine} child {how} after {elapsed}; the kernel is unharmed"
+# A signal cell stopped well past its limit: the alarm waited for the interpreter.
+OVERRAN = ("it overran by {overrun}: the signal engine stops a cell only when it runs Python, so C code "
+           "(or a bare except: that swallowed the stop) ran on; -m fork stops C code on time")
+BUDGET_SPENT = "the notebook's {budget} budget is spent: this cell did not run (%timeout off clears the budget)"
+BUDGET_RAN_OUT = "the notebook's {budget} budget ran out"
 NO_SIGNAL_THREAD = (
     "the signal engine needs the main thread (SIGALRM is delivered only there); "
     "this code runs on {thread!r}: use mode='fork' (%%timeout ... -m fork) instead"
@@ -69,6 +74,22 @@ class CellCrashedError(RuntimeError):
 
 class CellResultError(TypeError):
     """A value or exception the fork child could not carry back"""
+
+
+class BudgetSpentError(CellTimeoutError):
+    """The notebook's time budget (``%timeout --budget``) was spent before this cell could start.
+
+    Attributes as CellTimeoutError (``limit`` and ``elapsed`` are 0), plus ``budget`` and ``used``.
+    """
+
+    def __init__(self, budget: float, used: float) -> None:
+        super().__init__(0.0, 0.0, "budget")
+        self.budget, self.used = budget, used
+        # The measured ``used`` stays out of the message, so it reads the same on every run.
+        self.args = (BUDGET_SPENT.format(budget=format_duration(budget)),)
+
+    def __reduce__(self):
+        return type(self), (self.budget, self.used)
 
 
 class EngineUnavailableError(RuntimeError):
