@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -10,7 +11,7 @@ from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
 
 from .._engines import alarm as _alarm
 from .._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
-from . import banner as _banner
+from . import budget as _budget
 from . import widget as _widget
 from .cell import compile_cell
 from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
@@ -26,11 +27,20 @@ class TimeoutMagics(Magics):
                  "empty for none.").tag(config=True)
     grace = Float(1.0, min=0.0, help="Fork mode: seconds between SIGTERM and SIGKILL.").tag(config=True)
     quiet = Bool(False, help="No live countdown widget; only the final banner.").tag(config=True)
+    countdown_after = Float(
+        1.0, min=0.0, help="Seconds a timed cell runs before its countdown appears; a cell that ends "
+                           "sooner shows none (and sends no message).").tag(config=True)
+    show_finished = Enum(
+        ("typed", "always", "never"), "typed",
+        help="Which cells that finished within their limit leave a '✔ Finished in …' line: 'typed' "
+             "(cells with their own %%timeout line, not those under the every-cell limit), 'always', "
+             "'never'.").tag(config=True)
 
     def __init__(self, shell: Any, **kwargs: Any) -> None:
         self._parsed: dict[tuple[Any, ...], Options] = {}  # first: config may validate every_cell
         super().__init__(shell, **kwargs)
         self._depth = 0  # timed cells in progress: nested cells and their bodies are not re-wrapped
+        self._budget: _budget.Budget | None = None  # %timeout --budget
 
     @validate("every_cell")
     def _check_every_cell(self, proposal: dict[str, Any]) -> str:
@@ -62,7 +72,8 @@ class TimeoutMagics(Magics):
 
           %%timeout 5.01 [-m {signal,fork}] [-c] [-g GRACE] [--memory SIZE] [-q]
           %timeout 30 [options]   limit every following cell (a %%timeout cell keeps its own)
-          %timeout off            remove that limit
+          %timeout --budget 10m   a budget for the rest of the notebook: caps every later cell's limit
+          %timeout off            remove the every-cell limit and the budget
           %timeout                show the current settings
 
         Past the limit the cell ends with ``CellTimeoutError`` (a ``TimeoutError``), or with ``-c``
@@ -74,12 +85,18 @@ class TimeoutMagics(Magics):
             return self._every_cell_magic(line)
         options = self._options(line)
         self._depth += 1
+        started, budget = time.monotonic(), self._budget
         try:
             compiled = compile_cell(self.shell, line, cell, typed=not options.added)  # a SyntaxError shows no countdown
-            with _widget.countdown(options, self.shell):
+            options = budget.cap(options) if budget else options
+            # The countdown shows the banner of a stopped or crashed cell, and the record of a finished one.
+            with _widget.countdown(options, self.shell, self.countdown_after, self._shows_finished(options)):
+                if budget:
+                    budget.check()  # spent: stopped before it starts
                 return self._run(options, compiled)
         except (CellTimeoutError, CellCrashedError) as err:
-            _banner.show(err, options.keep_going and isinstance(err, CellTimeoutError))
+            if budget:
+                budget.explain(err, options)
             if options.keep_going and isinstance(err, CellTimeoutError):
                 return None
             raise
@@ -87,6 +104,13 @@ class TimeoutMagics(Magics):
             raise UsageError(f"%%timeout: {err}") from None
         finally:
             self._depth -= 1
+            if budget and not self._depth:
+                budget.charge(time.monotonic() - started)
+
+    def _shows_finished(self, options: Options) -> bool:
+        """Whether this run, if it finishes within its limit, leaves a '✔ Finished' line."""
+        return not options.quiet and (self.show_finished == "always" or (
+            self.show_finished == "typed" and not options.added))
 
     def _run(self, options: Options, compiled: Any) -> Any:
         __tracebackhide__ = True
@@ -101,25 +125,32 @@ class TimeoutMagics(Magics):
         text = line.strip()
         if text == OFF:
             self.every_cell = ""
+            self._budget = None
         elif text:
-            self._options(text)  # a UsageError names what is wrong before anything changes
-            self.every_cell = text
+            args = parse(self.timeout, text)
+            if args.budget is not None:
+                self._budget = _budget.from_args(args)
+            else:
+                self._options(text)  # a UsageError names what is wrong before anything changes
+                self.every_cell = text
         print(self.describe_settings())
 
     def describe_settings(self) -> str:
         """One line per setting, as ``%timeout`` shows them."""
         every = f"%%timeout {self.every_cell}" if self.every_cell else "off"
-        return (f"every cell: {every}\ndefault_mode: {self.default_mode}\n"
+        budget = self._budget.describe() if self._budget else "off"
+        return (f"every cell: {every}\nbudget: {budget}\ndefault_mode: {self.default_mode}\n"
                 f"grace: {self.grace:g} s\nquiet: {self.quiet}")
 
     def wrap_cell(self, lines: list[str]) -> list[str]:
         """Input transformer: put ``%%timeout <every_cell>`` on top of a cell that has no limit."""
-        if not self.every_cell or self._depth or not "".join(lines).strip():
+        if not (self.every_cell or self._budget) or self._depth or not "".join(lines).strip():
             return lines
         first = lines[0].lstrip()
         if first.startswith(("%%timeout", "%timeout")):
             return lines
-        return [f"%%timeout {self.every_cell} {EVERY_CELL_FLAG}\n", *lines]
+        limit = self.every_cell or self._budget.every_cell_line  # a budget caps it when the cell runs
+        return [f"%%timeout {limit} {EVERY_CELL_FLAG}\n", *lines]
 
 
 def load(shell: Any) -> None:

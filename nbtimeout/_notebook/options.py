@@ -27,6 +27,8 @@ _ARGUMENTS = [  # top to bottom as in the help
     argument("-g", "--grace", help="fork mode: seconds between SIGTERM and SIGKILL (default 1s)"),
     argument("--memory", help=f"fork mode: memory the cell may allocate beyond the kernel's: {SIZE_HELP}"),
     argument("-q", "--quiet", action="store_true", help="no live countdown; only the final banner"),
+    argument("--budget", help=f"line magic only: a time budget for the rest of the notebook: {DURATION_HELP}; "
+                              "each later cell's limit is capped by what is left"),
     # Marks the line the every-cell limit adds, so tracebacks keep the user's own line numbers.
     argument(EVERY_CELL_FLAG, dest="added", action="store_true", help=argparse.SUPPRESS),
 ]
@@ -50,6 +52,7 @@ class Options:
     memory: int | None = None
     quiet: bool = False
     added: bool = False  # the magic line was put there by the every-cell limit, not typed
+    budget: float | None = None  # the notebook's budget (%timeout --budget), when it capped ``limit``
 
 
 def parse(magic: Callable[..., object], line: str) -> Any:
@@ -66,6 +69,9 @@ def parse(magic: Callable[..., object], line: str) -> Any:
 
 def resolve(args: Any, default_mode: str, default_grace: float, default_quiet: bool) -> Options:
     """Options from parsed ``args`` and the settings; UsageError saying what is wrong."""
+    if getattr(args, "budget", None) is not None:
+        raise UsageError("%%timeout: --budget is for the whole notebook: give it alone to the line magic, "
+                         "%timeout --budget 10m")
     if args.limit is None:
         raise UsageError("%%timeout: give a time limit, e.g. %%timeout 5.01 (" + DURATION_HELP + ")")
     mode = args.mode or default_mode

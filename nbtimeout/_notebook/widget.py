@@ -1,28 +1,29 @@
-"""The live countdown of a timed cell: a stock-ipywidgets bar and label, and its final state.
+"""The countdown of a timed cell, shown only once the cell has run a while, and the record it leaves.
 
-A background thread moves the bar several times a second (comm messages can leave the kernel
-while the cell runs, though none can come in). The thread is joined before the cell returns. The
-widget is created in the kernel, before any engine runs, so a forked child never makes one.
+Plain displays, not widgets: a background thread shows a one-line countdown once the cell has run
+``after`` seconds and updates it in place (``update_display_data``) a few times a second; when the
+cell ends, that same display becomes the cell's record (banner.py), or empty. No widget or comm is
+ever opened, so nothing stays alive in the kernel, nbclient saves no widget state, and the record
+reads the same in JupyterLab, Notebook 7, nbconvert HTML (offline), nbviewer and GitHub.
+A cell that ends sooner than ``after`` sends nothing at all unless it leaves a record.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import contextvars
+import itertools
 import os
 import threading
 import time
+import uuid
 from typing import Any
 
-from .._errors import CellCrashedError, CellTimeoutError
 from .._units import format_duration
-from .banner import LOOKS
+from . import banner as _banner
 
 TICK = 0.2  # seconds between updates: smooth enough to read, a handful of messages a second
-_BAR_STYLE = {"finished": "success", "stopped": "danger", "continued": "warning", "crashed": "danger",
-              "failed": "warning", "interrupted": "warning"}
-RUNNING = "◷"  # a clock face in DejaVu: renders without an emoji font
-_QUIET = contextlib.nullcontext()  # shared: a quiet cell allocates nothing
+THREAD = "nbtimeout-countdown"
+RUNNING = _banner.LOOKS["running"][0]
 
 # The ticker holds this lock while it talks to the kernel; fork() takes it first, so a child never
 # inherits a lock the ticker held halfway through sending (only the forking thread is copied).
@@ -30,20 +31,8 @@ _SENDING = threading.Lock()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_SENDING.acquire, after_in_parent=_SENDING.release,
                         after_in_child=_SENDING.release)
-
-
-def countdown(options: Any, shell: Any) -> contextlib.AbstractContextManager[Any]:
-    """A context manager showing the countdown around a timed run, or a no-op.
-
-    No-op when quiet, and when there is no kernel to carry widget messages (plain IPython in a
-    terminal) or ipywidgets cannot be imported: the banner still tells how a cell ended.
-    """
-    if options.quiet or getattr(shell, "kernel", None) is None:
-        return _QUIET
-    try:
-        return Countdown(options.limit, options.mode, keep_going=options.keep_going)
-    except ImportError:
-        return _QUIET
+_ids = itertools.count()
+_PREFIX = uuid.uuid4().hex[:12]
 
 
 def elapsed_text(elapsed: float, limit: float) -> str:
@@ -53,90 +42,104 @@ def elapsed_text(elapsed: float, limit: float) -> str:
     return f"{elapsed:.1f} s" if elapsed < 60 else format_duration(elapsed)
 
 
-def outcome(error: BaseException | None, keep_going: bool = False) -> tuple[str, str]:
-    """``(state, detail)`` for how a run ended; ``detail`` names the exception or signal."""
-    if error is None:
-        return "finished", ""
-    if isinstance(error, CellTimeoutError):
-        return ("continued" if keep_going else "stopped"), ""
-    if isinstance(error, CellCrashedError):
-        return "crashed", f" ({error.signal or f'exit code {error.exitcode}'})"
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted", ""
-    return "failed", f" ({type(error).__name__})"
-
-
 class Countdown:
-    """Bar + label shown for one timed run; use as a context manager around the engine."""
+    """Around one timed run (a context manager): the live line when it helps, the record after.
 
-    def __init__(self, limit: float, engine: str, keep_going: bool = False) -> None:
-        import ipywidgets as w  # imported only when a countdown is shown: -q cells skip it
+    ``show_finished``: whether a run that finished leaves a record. ``live``: whether a countdown
+    may appear at all (not with ``-q``, and not without a kernel to carry display updates).
+    """
 
-        self.limit, self.engine, self.keep_going = limit, engine, keep_going
-        self.tail = f"{format_duration(limit)} · {engine}"
-        self.bar = w.FloatProgress(value=0.0, min=0.0, max=limit, layout=w.Layout(width="160px"))
-        self.label = w.Label(value=f"{RUNNING} {elapsed_text(0, limit)} / {self.tail}")
-        self.box = _box_class()([self.bar, self.label], layout=w.Layout(align_items="center"))
-        self.box.plain = f"%%timeout {self.tail}: running"
-        self.state: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tick, name="nbtimeout-countdown", daemon=True)
-        self._handle: Any = None
+    def __init__(self, options: Any, shell: Any, after: float, show_finished: bool) -> None:
+        self.options, self.after, self.show_finished = options, after, show_finished
+        self.live = not options.quiet and getattr(shell, "kernel", None) is not None
+        # Captured now: a %%capture inside the cell must not swallow the countdown or the record.
+        self._publish = shell.display_pub.publish
+        budget = f", {format_duration(options.budget)} budget" if options.budget else ""
+        self.tail = f"of {format_duration(options.limit)} ({options.mode} engine{budget})"
+        self.slot: str | None = None  # display id, once the live line is shown
+        self.sent = 0  # display messages sent (the first display and its updates)
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
         self._started = 0.0
 
     def __enter__(self) -> Countdown:
-        from IPython.display import display
-
-        self._handle = display(self.box, display_id=True)
         self._started = time.monotonic()
-        self._thread.start()
+        if self.live:
+            self._stop = threading.Event()
+            # Run in a copy of this context: ipykernel keeps the cell's parent header in a
+            # ContextVar, so the countdown's messages belong to this cell (and subshell).
+            self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                            name=THREAD, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
         elapsed = time.monotonic() - self._started
-        self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
         try:
-            self.finish(error, getattr(error, "elapsed", elapsed))
-        except Exception:  # a broken widget must never replace the cell's own outcome
+            self._record(error, elapsed)
+        except Exception:  # showing the record must never replace the cell's own outcome
             pass
 
-    def _tick(self) -> None:
+    # --- the live line, on the countdown thread -------------------------------------------------
+
+    def _run(self) -> None:
+        due, deferred = self._started + self.after, False
+        while True:
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return
+            late = time.monotonic() - due
+            if late <= TICK or deferred:
+                break
+            # Woken late: C code held the GIL. The cell may be ending right now; give it a tick to
+            # say so rather than flash a countdown in its last moment.
+            due, deferred = time.monotonic() + TICK, True
+        if not self._send(first=True):
+            return
         while not self._stop.wait(TICK):
-            elapsed = time.monotonic() - self._started
-            with _SENDING:
-                if self._stop.is_set():
-                    return  # the cell ended while we waited: finish() owns the widget now
-                self.bar.value = min(elapsed, self.limit)
-                self.label.value = f"{RUNNING} {elapsed_text(elapsed, self.limit)} / {self.tail}"
+            if not self._send(first=False):
+                return
 
-    def finish(self, error: BaseException | None, elapsed: float) -> None:
-        """Put the widget in its final state and make that its saved ``text/plain``."""
-        self.state, detail = outcome(error, self.keep_going)
-        icon, title, _ = LOOKS[self.state]
-        verb = "in" if self.state == "finished" else "after"
-        text = f"{icon} {title}{detail} {verb} {format_duration(elapsed)} / {self.tail}"
-        self.bar.bar_style = _BAR_STYLE[self.state]
-        self.bar.value = self.limit if self.state in ("stopped", "continued") else min(elapsed, self.limit)
-        self.label.value = text
-        self.box.plain = f"%%timeout {self.tail}: {text}"
-        # Saved notebooks keep only text/plain: re-sending the display makes it the final text.
-        self._handle.update(self.box)
+    def _send(self, first: bool) -> bool:
+        elapsed = time.monotonic() - self._started
+        limit = self.options.limit
+        with _SENDING:
+            if self._stop.is_set():
+                return False  # the cell ended while we waited: the record owns the line now
+            if first:
+                self.slot = f"nbtimeout-{_PREFIX}-{next(_ids)}"
+            data = _banner.line("running", f"{elapsed_text(elapsed, limit)} {self.tail}", slot=self.slot,
+                                fill=min(elapsed / limit, 1.0))
+            self._show(data, update=not first)
+        return True
+
+    def _show(self, data: dict[str, str], update: bool) -> None:
+        transient = {"display_id": self.slot} if self.slot else {}
+        self._publish(data=data, metadata={}, transient=transient, update=update)
+        self.sent += 1
+
+    # --- the record, on the cell's thread -------------------------------------------------------
+
+    def _record(self, error: BaseException | None, elapsed: float) -> None:
+        options = self.options
+        state, text, where = _banner.ended(error, getattr(error, "elapsed", elapsed), options.limit,
+                                           options.mode, options.keep_going, options.budget)
+        if state == "finished":
+            wanted = self.show_finished
+        elif state in ("failed", "interrupted"):
+            wanted = self.slot is not None  # the traceback says it; only a shown countdown needs an end
+        else:
+            wanted = True  # stopped, crashed, budget spent: always said
+        if wanted:
+            self._show(_banner.line(state, text, where, slot=self.slot), update=self.slot is not None)
+        elif self.slot is not None:
+            # A finished every-cell run leaves nothing: its countdown line is emptied in place.
+            self._show({"text/plain": "", "text/html": f'<div {_banner.SLOT}="{self.slot}"></div>'},
+                       update=True)
 
 
-@functools.cache
-def _box_class() -> type:
-    """Made on first use, so importing this module does not import ipywidgets."""
-    from ipywidgets import HBox
-
-    class CountdownBox(HBox):
-        """An HBox whose ``text/plain`` is the countdown's state, not the widget's repr."""
-
-        plain = ""
-
-        def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-            data = super()._repr_mimebundle_(**kwargs)
-            data["text/plain"] = self.plain
-            return data
-
-    return CountdownBox
+def countdown(options: Any, shell: Any, after: float = 1.0, show_finished: bool = True) -> Countdown:
+    """The context manager that shows the countdown and the record of one timed run."""
+    return Countdown(options, shell, after, show_finished)
