@@ -34,7 +34,7 @@ class Budget:
 
     def cap(self, options: Options) -> Options:
         """``options`` with the limit capped by what is left; a stop that the cap causes is the budget's."""
-        if options.limit <= self.left:
+        if options.limit < self.left:  # its own limit comes first: a stop is its own
             return options
         return dataclasses.replace(options, limit=max(self.left, 1e-3), budget=self.total,
                                    keep_going=options.keep_going or self.keep_going)
