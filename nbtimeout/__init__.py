@@ -5,21 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from ._api import timeout
-from ._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
+from ._errors import CellCrashedError, CellResultError, CellTimeoutError, EngineUnavailableError
 
 __version__ = "0.1.0"
-__all__ = ["CellCrashedError", "CellTimeoutError", "EngineUnavailableError", "__version__", "map", "timeout"]
+__all__ = ["CellCrashedError", "CellResultError", "CellTimeoutError", "EngineUnavailableError", "__version__",
+           "map", "timeout"]
 
 
 def map(fn: Any, items: Any, timeout: Any = 5.01, workers: int | None = None,
-        max_tasks_per_worker: int | None = None) -> Any:
-    """``fn(item)`` for each item on forked workers, each call with its own time limit.
+        max_tasks_per_worker: int | None = None, *, executor: Any = None, grace: Any = 1.0,
+        memory: Any = None) -> Any:
+    """``fn(item)`` for each item, each call with its own time limit, on forked workers or on
+    ``executor`` (a ``distributed.Client`` or a ``concurrent.futures.Executor``).
 
-    Returns ``Results``, one ``Outcome`` per item in input order; see ``nbtimeout._pool.map``.
+    Returns ``Results``, one ``Outcome`` per item in input order; see ``nbtimeout._map.pool.map``.
     """
     from ._map.pool import map as pool_map  # imported on first use: ``import nbtimeout`` stays light
 
-    return pool_map(fn, items, timeout, workers, max_tasks_per_worker)
+    return pool_map(fn, items, timeout, workers, max_tasks_per_worker, executor=executor, grace=grace,
+                    memory=memory)
 
 
 def load_ipython_extension(shell: Any) -> None:

@@ -14,6 +14,8 @@ from procs import children, exited, wait_until
 
 import nbtimeout
 from nbtimeout import CellCrashedError, CellTimeoutError
+from nbtimeout._errors import CellResultError
+from nbtimeout._fork.protocol import ChildError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,18 +63,23 @@ def test_values_come_back_in_input_order():
     assert all(o.ok and o.error is None and 0 < o.elapsed < 1 for o in results)
 
 
-@pytest.mark.parametrize("kind", ["sleep", "c-loop", "deaf"])
-def test_a_task_past_its_limit_is_stopped_on_time_and_the_rest_finish(kind):
+@pytest.mark.parametrize(("kind", "grace", "ends"), [
+    ("sleep", 1.0, 0.3),  # SIGTERM ends it at once: the grace is not waited for
+    ("c-loop", 1.0, 0.3),
+    ("deaf", 0.2, 0.5),  # it ignores SIGTERM: SIGKILL once its grace is over
+])
+def test_a_task_past_its_limit_is_stopped_on_time_and_the_rest_finish(kind, grace, ends):
     started = time.monotonic()
-    results = nbtimeout.map(task, [(kind, 60), ("ok", 1), ("ok", 2), ("ok", 3)], timeout=0.3, workers=2)
+    results = nbtimeout.map(task, [(kind, 60), ("ok", 1), ("ok", 2), ("ok", 3)], timeout=0.3, workers=2,
+                            grace=grace)
     wall = time.monotonic() - started
     stopped = results[0]
     assert stopped.status == "stopped"
     assert isinstance(stopped.error, CellTimeoutError)
     assert isinstance(stopped.error, TimeoutError)
     assert str(stopped.error) == "ran past its 300 ms limit (fork engine)"
-    assert 0.3 <= stopped.elapsed < 0.4
-    assert wall < 1.0
+    assert ends <= stopped.elapsed < ends + 0.15
+    assert wall < 1.2
     assert results.values() == [1, 2, 3]
     with pytest.raises(CellTimeoutError):
         results.raise_first()
@@ -129,7 +136,7 @@ def test_an_exception_is_a_failed_outcome_with_the_workers_traceback():
     assert failed.status == "failed"
     assert isinstance(failed.error, ValueError)
     assert str(failed.error) == "bad item 7"
-    assert 'raise ValueError(f"bad item {arg}")' in str(failed.error.__cause__)
+    assert 'raise ValueError(f"bad item {arg}")' in str(failed.error.remote_traceback)
     with pytest.raises(ValueError, match="bad item 7"):
         results.unwrap()
     assert results.values() == [1]
@@ -138,12 +145,31 @@ def test_an_exception_is_a_failed_outcome_with_the_workers_traceback():
     assert "ValueError" in repr(failed)
 
 
-def test_a_value_that_cannot_be_pickled_is_described():
-    import threading
+def cleanup_on_sigterm(_):
+    def bye(signum, frame):
+        print("cleaning up", flush=True)
+        os._exit(1)
 
-    results = nbtimeout.map(lambda _: threading.Lock(), [0], timeout=5, workers=1)
-    assert results[0].status == "finished"
-    assert "lock" in repr(results[0].value)
+    signal.signal(signal.SIGTERM, bye)
+    time.sleep(60)
+
+
+def test_a_stopped_task_gets_sigterm_first_and_may_clean_up(capfd):
+    results = nbtimeout.map(cleanup_on_sigterm, [0], timeout=0.3, workers=1, grace=2)
+    assert results[0].status == "stopped"  # not "crashed": it ended because it was told to
+    assert results[0].elapsed < 1
+    assert "[0] cleaning up\n" in capfd.readouterr().out
+
+
+def allocate(megabytes):
+    return len(bytearray(megabytes << 20))
+
+
+def test_memory_limits_each_task_not_the_worker():
+    results = nbtimeout.map(allocate, [400, 1, 400, 100], timeout=10, workers=1, memory="200MB")
+    assert [o.status for o in results] == ["failed", "finished", "failed", "finished"]
+    assert isinstance(results[0].error, MemoryError)
+    assert results.values() == [1 << 20, 100 << 20]
 
 
 def printer(i):
@@ -198,17 +224,13 @@ def test_keyboard_interrupt_stops_everything():
     assert time.monotonic() - started < 2  # the fixture checks no worker is left
 
 
-def test_speed_is_close_to_ideal():
-    started = time.monotonic()
-    nbtimeout.map(task, [("sleep", 0.02)] * 50, timeout=5, workers=2)
-    assert time.monotonic() - started < 0.5 * 1.2
-
-
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"timeout": "abc"}, "timeout 'abc' is not"),
     ({"timeout": -1}, "must be finite and greater than zero"),
     ({"workers": 0}, "workers must be a positive integer"),
     ({"max_tasks_per_worker": 1.5}, "max_tasks_per_worker must be a positive integer"),
+    ({"grace": -1}, "grace '-1' must be finite"),
+    ({"memory": "lots"}, "memory 'lots' is not"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -218,3 +240,76 @@ def test_bad_arguments_are_refused_before_anything_runs(kwargs, message):
 def test_no_items_no_workers():
     assert nbtimeout.map(task, [], timeout=1) == []
     assert "map" in nbtimeout.__all__
+
+
+class TwoArgsError(Exception):
+    """Pickles, but does not unpickle: ``args`` holds one of its two arguments."""
+
+    def __init__(self, a, b):
+        super().__init__(a)
+
+
+class BadReduce:
+    def __reduce__(self):
+        raise RuntimeError("no pickling today")
+
+
+class BadUnpickle:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("no unpickling here")
+
+
+class BadErrorReduceError(Exception):
+    def __reduce__(self):
+        raise RuntimeError("this exception will not travel")
+
+
+def carried(kind):
+    import threading
+
+    if kind == "lock":
+        return threading.Lock()
+    if kind == "reduce":
+        return BadReduce()
+    if kind == "unpickle":
+        return BadUnpickle()
+    if kind == "two-args":
+        raise TwoArgsError("one", "two")
+    if kind == "bad-error":
+        raise BadErrorReduceError("mine")
+    return kind
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_what_cannot_be_carried_back_loses_only_its_own_task(workers):
+    kinds = ["a", "lock", "reduce", "unpickle", "two-args", "bad-error", "b"]
+    results = nbtimeout.map(carried, kinds, timeout=5, workers=workers)
+    assert [o.status for o in results] == ["finished", "failed", "failed", "failed", "failed", "failed",
+                                           "finished"]
+    assert results.values() == ["a", "b"]
+    errors = {kind: o.error for kind, o in zip(kinds, results, strict=True) if not o.ok}
+    # a value: CellResultError (a TypeError) naming it, never a stand-in marked finished
+    for kind in ("lock", "reduce", "unpickle"):
+        assert isinstance(errors[kind], CellResultError)
+        assert isinstance(errors[kind], TypeError)
+    said = {kind: str(e) for kind, e in errors.items()}
+    assert said["lock"] == ("the value fn returned, a _thread.lock, could not be pickled to send it back: "
+                            "TypeError: cannot pickle '_thread.lock' object")
+    assert said["reduce"] == ("the value fn returned, a test_map.BadReduce, could not be pickled to send it "
+                              "back: RuntimeError: no pickling today")
+    assert said["unpickle"] == ("the value fn returned could not be unpickled here: "
+                                "RuntimeError: no unpickling here")
+    # an exception: as in fork mode, a stand-in of the same name and message whose note says why
+    for kind, name, why in (("two-args", "TwoArgsError", "TwoArgsError.__init__() missing 1 required positional"),
+                            ("bad-error", "BadErrorReduceError", "RuntimeError: this exception will not travel")):
+        error = errors[kind]
+        assert isinstance(error, ChildError)
+        assert type(error).__name__ == name
+        assert f"test_map.{name} could not be carried back" in error.__notes__[-1]
+        assert why in error.__notes__[-1]
+    assert said["two-args"] == "one"
+    assert "raise TwoArgsError" in str(errors["two-args"].remote_traceback)  # the task's traceback is kept

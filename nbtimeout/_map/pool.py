@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,11 +22,14 @@ from typing import Any, NoReturn
 
 from .._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
 from .._fork.capture import read_dry
-from .._fork.protocol import CLEAR, DISPLAY, STREAM
-from .._process.forking import exit_reason, fork, kill_group
-from .._traceback import RemoteTraceback, attach
-from .._units import parse_duration
-from .outcome import CRASHED, FAILED, FINISHED, STOPPED, Outcome, Results
+from .._fork.comms import publish
+from .._fork.protocol import CLEAR, DISPLAY, IOPUB, STREAM
+from .._process.forking import exit_fd, fork, kill_group
+from .._process.forking import reap as reap_worker
+from .._units import parse_duration, parse_size
+from .carry import Parcel, unpack
+from .executor import backend_for, run_on
+from .outcome import CRASHED, STOPPED, Outcome, Results
 from .view import open_view, shell
 from .worker import RESULT, serve
 
@@ -38,6 +42,7 @@ class _Worker:
     pidfd: int
     task: int | None = None
     started: float = 0.0
+    stopping: float | None = None  # when it was sent SIGTERM for running past its limit
     done: int = 0
     dead: bool = False
     keys: list[int] = field(default_factory=list)
@@ -45,10 +50,10 @@ class _Worker:
 
 def _kill(pid: int, reap: bool = True) -> None:
     """SIGKILL the worker's group (whatever the task started goes too), then reap the worker."""
-    kill_group(pid)  # before reaping: a zombie keeps its pid from reuse
-    with contextlib.suppress(ChildProcessError):
-        if reap:
-            os.waitpid(pid, 0)
+    if reap:
+        reap_worker(pid)  # SIGKILL to its group first: a zombie keeps its pid from reuse
+    else:
+        kill_group(pid)
 
 
 def _default_workers() -> int:
@@ -56,27 +61,37 @@ def _default_workers() -> int:
 
 
 def map(fn: Callable[[Any], Any], items: Iterable[Any], timeout: float | str = 5.01,
-        workers: int | None = None, max_tasks_per_worker: int | None = None) -> Results:
-    """``fn(item)`` for every item on forked workers, each call stopped after ``timeout``.
+        workers: int | None = None, max_tasks_per_worker: int | None = None, *, executor: Any = None,
+        grace: float | str = 1.0, memory: int | str | None = None) -> Results:
+    """``fn(item)`` for every item, each call stopped after ``timeout``.
 
-    ``timeout`` is seconds or a duration (``"500ms"``) and counts from each task's own start.
-    ``workers`` defaults to the usable CPUs; a worker is replaced after ``max_tasks_per_worker``
-    tasks, and whenever it was killed (a task ran past its limit) or crashed. Output printed by a
-    task comes out prefixed ``[index]``. Returns ``Results``: one ``Outcome`` per item, in order;
-    ``.values()`` for the finished values, ``.unwrap()`` to get all or raise the first error.
-    ``KeyboardInterrupt`` kills every worker, reaps them and propagates.
+    ``timeout`` is seconds or a duration (``"500ms"``) and counts from each task's own start; past
+    it a task gets SIGTERM, then SIGKILL ``grace`` seconds later; ``memory`` ("1GB") caps what each
+    task may allocate. Without ``executor`` the tasks run on ``workers`` processes forked from this
+    one (default: the usable CPUs), each replaced after ``max_tasks_per_worker`` tasks and whenever
+    it was stopped or crashed. With ``executor`` (a ``distributed.Client`` or any
+    ``concurrent.futures.Executor``) each task runs in a fork child on the worker that picks it up.
+    Output printed by a task comes out prefixed ``[index]``. Returns ``Results``: one ``Outcome``
+    per item, in order. ``KeyboardInterrupt`` stops every task and propagates.
     """
     if not hasattr(os, "fork"):
         raise EngineUnavailableError(NO_FORK)
     limit = parse_duration(timeout, "timeout")
-    workers = _default_workers() if workers is None else workers
+    grace = 0.0 if grace == 0 else parse_duration(grace, "grace")
+    memory = None if memory is None else parse_size(memory, "memory")
     for name, value in (("workers", workers), ("max_tasks_per_worker", max_tasks_per_worker)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if value is not None and executor is not None:
+            raise ValueError(f"{name} applies to nbtimeout's own workers; with executor= the executor has its own")
+    backend = None if executor is None else backend_for(executor)
     items = list(items)
     if not items:
         return Results()
-    pool = _Pool(fn, items, limit, min(workers, len(items)), max_tasks_per_worker)
+    if backend is not None:
+        return run_on(backend, fn, items, limit, grace, memory)
+    workers = _default_workers() if workers is None else workers
+    pool = _Pool(fn, items, limit, min(workers, len(items)), max_tasks_per_worker, grace, memory)
     with open_view(len(items), limit, workers) as view:
         pool.view = view
         return pool.run()
@@ -84,8 +99,9 @@ def map(fn: Callable[[Any], Any], items: Iterable[Any], timeout: float | str = 5
 
 class _Pool:
     def __init__(self, fn: Callable[[Any], Any], items: list[Any], limit: float, size: int,
-                 max_tasks: int | None) -> None:
+                 max_tasks: int | None, grace: float, memory: int | None) -> None:
         self.fn, self.items, self.limit, self.size, self.max_tasks = fn, items, limit, size, max_tasks
+        self.grace, self.memory = grace, memory
         self.results: list[Outcome | None] = [None] * len(items)
         self.next = 0  # the next task index to hand out
         self.left = len(items)
@@ -109,7 +125,7 @@ class _Pool:
 
     def _step(self) -> None:
         running = [w for w in self.workers if w.task is not None]
-        deadline = min((w.started + self.limit for w in running), default=None)
+        deadline = min((self._deadline(w) for w in running), default=None)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         for key, _ in self.selector.select(timeout):
             worker, what = key.data
@@ -123,8 +139,12 @@ class _Pool:
                 self._read_fd(worker, key.fd)
         now = time.monotonic()
         for worker in running:
-            if worker in self.workers and worker.task is not None and now >= worker.started + self.limit:
+            if worker in self.workers and worker.task is not None and now >= self._deadline(worker):
                 self._stop(worker)
+
+    def _deadline(self, worker: _Worker) -> float:
+        """When the worker's task runs past its limit, or, once told to stop, its grace is over."""
+        return worker.started + self.limit if worker.stopping is None else worker.stopping + self.grace
 
     def _spawn(self) -> _Worker:
         parent_end, child_end = Pipe()
@@ -135,12 +155,12 @@ class _Pool:
             parent_end.close()
             os.close(out_r)
             os.close(err_r)
-            serve(child_end, self.fn, self.items, parent, out_w, err_w, self.shell)
+            serve(child_end, self.fn, self.items, parent, out_w, err_w, self.shell, self.memory)
 
         pid = 0
         try:
             pid = fork(child)
-            worker = _Worker(pid, parent_end, {out_r: "stdout", err_r: "stderr"}, os.pidfd_open(pid))
+            worker = _Worker(pid, parent_end, {out_r: "stdout", err_r: "stderr"}, exit_fd(pid))
         except BaseException:  # an interrupt right after fork: no untracked worker may survive
             if pid:
                 _kill(pid)
@@ -179,40 +199,50 @@ class _Pool:
                 self.view.write(worker.task, *fields)
             elif kind in (DISPLAY, CLEAR):
                 self.view.message(kind, *fields)
+            elif kind == IOPUB:  # a task's comm (tqdm.auto, a widget): the kernel sends it
+                publish(self.shell, *fields)
             elif kind == RESULT:
                 self._finished(worker, *fields)
 
-    def _finished(self, worker: _Worker, envelope: Any) -> None:
+    def _finished(self, worker: _Worker, parcel: Parcel) -> None:
         self._drain_fds(worker)  # what it wrote to fd 1/2 before answering belongs to this task
-        if envelope.error is None:
-            self._end(worker, FINISHED, value=envelope.value)
-        else:
-            error = attach(envelope.error, envelope.error_frames)
-            error.__cause__ = RemoteTraceback(envelope.error_text)
-            self._end(worker, FAILED, error=error)
+        status, value, error = unpack(parcel)
+        self._end(worker, status, value, error)
         worker.done += 1
         if worker.dead:
             return  # the caller replaces it
+        if worker.stopping is not None:  # it answered just as it was told to stop: it is dying
+            self._replace(worker)
+            return
         if self.max_tasks is not None and worker.done >= self.max_tasks:
             self._replace(worker)
         else:
             self._dispatch(worker)
 
     def _died(self, worker: _Worker) -> None:
+        if worker.stopping is not None:  # it ended on our SIGTERM
+            self._stop(worker)
+            return
         worker.dead = True
         self._read_conn(worker)  # an answer sent just before dying still counts
         self._drain_fds(worker)
         if worker.task is not None:
-            error = CellCrashedError(*exit_reason(worker.pid), time.monotonic() - worker.started)
+            error = CellCrashedError(*(reap_worker(worker.pid) or (None, None)), time.monotonic() - worker.started)
             self._end(worker, CRASHED, error=error)
         self._replace(worker)
 
     def _stop(self, worker: _Worker) -> None:
-        """The task ran past its limit: kill the worker's group, keep what it printed, replace it."""
+        """Past its limit: SIGTERM the worker; once it is gone or its grace is over, SIGKILL its
+        group. What it printed is kept; the worker is replaced."""
         index = worker.task
         self._read_conn(worker)  # it may have answered while we were busy elsewhere
         if worker.task != index:
             return
+        if worker.stopping is None and self.grace > 0:
+            worker.stopping = time.monotonic()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)  # the worker alone, as the fork engine does
+            return  # its pidfd, or the end of its grace, brings it back here
         _kill(worker.pid)
         worker.dead = True
         self._read_conn(worker)

@@ -23,7 +23,7 @@ SHOWN = ("running", "finished", "stopped", "crashed", "failed")
 class View:
     """Progress that shows nothing; the base of the others. Task output goes to sys.stdout/err."""
 
-    def __init__(self, total: int, limit: float, workers: int) -> None:
+    def __init__(self, total: int, limit: float, workers: int | str) -> None:
         self.states = ["pending"] * total
         self.limit, self.workers = limit, workers
         self.started = time.monotonic()
@@ -58,8 +58,9 @@ class View:
         if not self.interrupted and done < len(self.states):
             head = "running for"
         elapsed = format_duration(time.monotonic() - self.started)
-        return (f"nbtimeout.map: {done}/{len(self.states)} tasks {head} {elapsed} on {self.workers} "
-                f"workers, {format_duration(self.limit)} limit each: {', '.join(parts) or 'none done'}")
+        where = f"{self.workers} workers" if isinstance(self.workers, int) else self.workers  # or "a Client"
+        return (f"nbtimeout.map: {done}/{len(self.states)} tasks {head} {elapsed} on {where}, "
+                f"{format_duration(self.limit)} limit each: {', '.join(parts) or 'none done'}")
 
     def draw(self, final: bool) -> None:
         """Show the current state; called from the drawing thread, and once at the end."""
@@ -183,7 +184,7 @@ def shell() -> Any:
     return get_ipython()
 
 
-def open_view(total: int, limit: float, workers: int) -> View:
+def open_view(total: int, limit: float, workers: int | str) -> View:
     """The widget in a kernel, a progress line on a terminal, nothing otherwise; started."""
     if getattr(shell(), "kernel", None) is not None:
         try:
