@@ -1,26 +1,55 @@
 """Give an exception the child's stack as a real traceback, so IPython shows the cell lines.
 
 Frames cannot be sent between processes, so each one is rebuilt by running a one-line ``raise``
-compiled with the child's filename, line number and function name (Jinja2's technique); IPython
-then reads the source from ``linecache``, which the child shares with the kernel.
+compiled with the child's filename, line number, function name and first line (Jinja2's
+technique); IPython then reads the source from ``linecache``, which the child shares with the
+kernel. Each rebuilt frame runs with the globals of its module in the kernel and, as its
+``f_locals``, the child's locals as they were carried back (``%debug`` reads them there).
 """
 
 from __future__ import annotations
 
+import builtins
+import functools
 import re
-from types import CodeType, TracebackType
+import types
+from collections.abc import Mapping, Sequence
+from types import CodeType, FrameType, TracebackType
+from typing import Any
 
 from ._where import Frames
 
 # faulthandler's dump: '  File "/x/y.py", line 12 in func' (most recent call first)
 _DUMPED = re.compile(r'^\s*File "(?P<file>.*)", line (?P<line>\d+) in (?P<name>.*)$')
+_FRAME_NAME = "__nbtimeout_frame__"
+# Said by a rebuilt frame whose locals did not travel (a stopped or crashed child dumps only lines).
+NOT_CARRIED = "the fork child's variables were not carried back for this frame"
+# ``where`` of a stop or crash whose child dumped no stack.
+NO_STACK = "line unknown: the fork child gave no stack (was its SIGTERM handler replaced?)"
 
 
 class RemoteTraceback(Exception):  # noqa: N818 - named for what it holds, like pebble's
-    """The child's formatted traceback, chained as ``__cause__`` of errors from forked calls."""
+    """The child's formatted traceback (``error.remote_traceback`` of errors from forked calls)."""
 
     def __str__(self) -> str:
         return "\n\n" + self.args[0]
+
+
+class FrameLocals(dict):
+    """``f_locals`` of a rebuilt frame: the child's locals; a name it lacks says why, if known.
+
+    Names found in the frame's globals or builtins are left to them (a ``KeyError``, as for any
+    mapping), so ``len`` or a module still resolve in ``%debug``.
+    """
+
+    def __init__(self, values: Mapping[str, Any], f_globals: dict[str, Any], missing: str | None) -> None:
+        super().__init__(values)
+        self._globals, self._missing = f_globals, missing
+
+    def __missing__(self, name: str) -> Any:
+        if self._missing is None or name in self._globals or hasattr(builtins, name):
+            raise KeyError(name)
+        raise NameError(f"name {name!r} is not available: {self._missing}", name=name)
 
 
 def parse_dump(text: str) -> Frames:
@@ -30,22 +59,108 @@ def parse_dump(text: str) -> Frames:
     return found[::-1]
 
 
-def _frame_code(filename: str, lineno: int, name: str) -> CodeType:
-    code = compile("\n" * (lineno - 1) + "raise __nbtimeout_error__", filename, "exec")
-    return code.replace(co_name=name)
+# (parameter names in co_varnames order, positional count, keyword-only count, *args?, **kwargs?)
+Signature = tuple[tuple[str, ...], int, int, bool, bool]
+_GET_FRAME = "__import__('sys')._getframe()"
 
 
-def attach(error: BaseException, frames: Frames) -> BaseException:
-    """``error`` with a traceback made of ``frames`` (outermost first); returns ``error``."""
+class NotCarried:
+    """The value of a parameter whose frame's variables did not travel back."""
+
+    def __repr__(self) -> str:
+        return "<not carried back from the fork child>"
+
+
+def signature_of(code: CodeType) -> Signature | None:
+    """The parameters of a function's code, as ``attach`` rebuilds them; None for module-level code."""
+    if not code.co_flags & 0x1:  # CO_OPTIMIZED: a function body
+        return None
+    varargs, varkw = bool(code.co_flags & 0x4), bool(code.co_flags & 0x8)
+    count = code.co_argcount + code.co_kwonlyargcount + varargs + varkw
+    return tuple(code.co_varnames[:count]), code.co_argcount, code.co_kwonlyargcount, varargs, varkw
+
+
+@functools.lru_cache(maxsize=4096)  # a deep recursion repeats a few frames thousands of times
+def _frame_code(filename: str, line: int, name: str, qualname: str, firstlineno: int,
+                signature: Signature | None) -> CodeType:
+    """Code whose frame stands at ``line`` of ``filename`` and returns itself (or stores itself).
+
+    Compiled from line 1, then shifted: co_firstlineno is the function's own, as IPython's frame
+    display (stack_data) looks the function up by name and first line. A function keeps its
+    parameter names, which IPython shows (``in load(path)``).
+    """
+    first = firstlineno if 0 < firstlineno <= line else line
+    if signature is None:
+        code = compile("\n" * (line - first) + f"{_FRAME_NAME} = {_GET_FRAME}", filename, "exec")
+    else:
+        names, positional, kwonly, varargs, varkw = signature
+        slots = [f"_{i}" for i in range(len(names))]
+        params = slots[:positional]
+        star = slots[positional + kwonly] if varargs else ""
+        if varargs or kwonly:
+            params.append("*" + star)
+        params += slots[positional:positional + kwonly]
+        if varkw:
+            params.append("**" + slots[-1])
+        body = ("\n" + "\n" * (line - first - 1) + " ") if line > first else " "
+        module = compile(f"def _f({', '.join(params)}):{body}return {_GET_FRAME}", filename, "exec")
+        code = next(c for c in module.co_consts if isinstance(c, CodeType))
+        code = code.replace(co_varnames=names + code.co_varnames[len(names):])
+    extra = {"co_qualname": qualname} if hasattr(code, "co_qualname") else {}
+    return code.replace(co_name=name, co_firstlineno=first, **extra)
+
+
+def _call(code: CodeType, f_globals: dict[str, Any], values: Mapping[str, Any],
+          signature: Signature | None) -> FrameType:
+    """A finished frame of ``code``, run with these globals and (as its locals) ``values``."""
+    if signature is None:
+        if isinstance(values, FrameLocals):
+            values._globals = f_globals
+        exec(code, f_globals, values)
+        return values.pop(_FRAME_NAME)  # type: ignore[attr-defined]
+    names, positional, kwonly, varargs, varkw = signature
+    given = [values.get(n, NotCarried()) for n in names]
+    args = given[:positional]
+    if varargs:
+        args += given[positional + kwonly] if isinstance(given[positional + kwonly], tuple) else []
+    kwargs = dict(zip(names[positional:positional + kwonly], given[positional:positional + kwonly], strict=True))
+    if varkw and isinstance(given[-1], dict) and all(isinstance(k, str) for k in given[-1]):
+        kwargs.update(given[-1])
+    frame = types.FunctionType(code, f_globals)(*args, **kwargs)
+    frame.f_locals.update({k: v for k, v in values.items() if k not in names})  # kept: not fast slots
+    return frame
+
+
+def attach(error: BaseException, frames: Sequence[tuple[Any, ...]],
+           scopes: Sequence[tuple[dict[str, Any], Mapping[str, Any], Any, int]] | None = None,
+           made: dict[Any, FrameType] | None = None) -> BaseException:
+    """``error`` with a traceback made of ``frames`` (outermost first); returns ``error``.
+
+    A frame is ``(filename, lineno, name)``, optionally followed by ``qualname, firstlineno,
+    signature`` (see ``signature_of``). ``scopes[i]`` is ``(f_globals, f_locals, key, line)`` for
+    frame ``i``; without it the frame's locals say they were not carried back. Entries with the
+    same ``key`` (one frame of the child, met in several exceptions of a chain) share one rebuilt
+    frame, kept in ``made``, standing at ``line`` (where the child's frame last was), as IPython
+    shows a shared frame.
+    """
+    made = {} if made is None else made
     tb: TracebackType | None = None
-    for filename, lineno, name in reversed(frames):
-        if lineno <= 0:
+    for index in reversed(range(len(frames))):
+        filename, lineno, name, *more = frames[index]
+        if not lineno or lineno <= 0:
             continue
-        try:
-            exec(_frame_code(filename, lineno, name), {"__nbtimeout_error__": error})
-        except BaseException as raised:
-            fake = raised.__traceback__.tb_next  # type: ignore[union-attr]
-        tb = TracebackType(tb, fake.tb_frame, fake.tb_lasti, lineno)  # type: ignore[union-attr]
+        qualname, firstlineno, signature = more if len(more) == 3 else (name, lineno, None)
+        if scopes is None:
+            f_globals, values, key, line = {"__name__": "__main__"}, FrameLocals({}, {}, NOT_CARRIED), None, lineno
+        else:
+            f_globals, values, key, line = scopes[index]
+        frame = None if key is None else made.get(key)
+        if frame is None:
+            code = _frame_code(filename, line or lineno, name, qualname, firstlineno, signature)
+            frame = _call(code, f_globals, values, signature)
+            if key is not None:
+                made[key] = frame
+        tb = TracebackType(tb, frame, frame.f_lasti, lineno)
     error.__traceback__ = None
     return error.with_traceback(tb)
 

@@ -381,8 +381,8 @@ def test_api_value_exception_crash_and_timeout(kernel):
             except BaseException as e:
                 errors[f.__name__] = e
         fails_ = errors['fails']
-        summary = (type(fails_).__name__, str(fails_), type(fails_.__cause__).__name__,
-                   'raising-line' in str(fails_.__cause__),
+        summary = (type(fails_).__name__, str(fails_), type(fails_.remote_traceback).__name__,
+                   'raising-line' in str(fails_.remote_traceback),
                    type(errors['crashes']).__name__, errors['crashes'].signal,
                    type(errors['slow']).__name__, isinstance(errors['slow'], TimeoutError),
                    errors['slow'].where)

@@ -39,5 +39,5 @@ def run_cell(compiled: CompiledCell, shell: Any, options: Options) -> Any:
         print(f"nbtimeout: not sent back from the fork child (cannot be pickled): "
               f"{', '.join(sorted(envelope.unsent))}", file=sys.stderr)
     if envelope.error is not None:
-        _fork.raise_error(envelope, chain=False)
+        _fork.raise_error(envelope)
     return envelope.value

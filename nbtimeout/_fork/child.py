@@ -87,12 +87,10 @@ def outcome(func: Callable[[], Any]) -> Envelope:
 
 
 def failure(err: BaseException) -> Envelope:
-    """An envelope carrying ``err`` and the user's part of its traceback."""
-    import traceback
+    """An envelope carrying ``err`` with its chain, tracebacks and locals (see ``errors``)."""
+    from .errors import carry
 
-    frames = [f for f in frames_of(err.__traceback__) if not f[0].startswith(_HERE)]
-    text = "".join(traceback.format_exception(err))
-    return Envelope(error=err, error_frames=frames, error_text=text)
+    return Envelope(error=carry(err))
 
 
 def user_frames(frames: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:

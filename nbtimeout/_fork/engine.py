@@ -24,10 +24,11 @@ from typing import Any, NoReturn
 
 from .._errors import CellCrashedError, CellTimeoutError
 from .._process.forking import exit_reason, exited, fork, kill_group
-from .._traceback import RemoteTraceback, attach, format_frames, parse_dump
+from .._traceback import attach, format_frames, parse_dump
 from .._where import describe_where
 from .capture import Replay, read_dry
 from .child import child_main, outcome, user_frames
+from .errors import CarriedError, rebuild
 from .protocol import DONE, Envelope, recv_done
 
 
@@ -232,15 +233,11 @@ def _close_all(child: Child) -> None:
     os.close(child.pidfd)
 
 
-def raise_error(envelope: Envelope, chain: bool) -> None:
-    """Re-raise the child's error with the child's stack as its traceback."""
+def raise_error(envelope: Envelope) -> NoReturn:
+    """Re-raise the child's error with its chain, and the child's stack as its traceback."""
     __tracebackhide__ = True
-    error = envelope.error
-    assert error is not None
-    attach(error, envelope.error_frames)
-    if chain:
-        error.__cause__ = RemoteTraceback(envelope.error_text)
-    raise error
+    assert envelope.error is not None
+    raise rebuild(envelope.error) if isinstance(envelope.error, CarriedError) else envelope.error
 
 
 def run_call(func: Callable[[], Any], limit: float, *, grace: float = 1.0, memory: int | None = None) -> Any:
@@ -248,7 +245,7 @@ def run_call(func: Callable[[], Any], limit: float, *, grace: float = 1.0, memor
     __tracebackhide__ = True
     envelope = run(lambda: outcome(func), limit, grace=grace, memory=memory, shell=_shell())
     if envelope.error is not None:
-        raise_error(envelope, chain=True)
+        raise_error(envelope)
     return envelope.value
 
 
