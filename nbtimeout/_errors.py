@@ -63,7 +63,12 @@ class CellCrashedError(RuntimeError):
                  engine: str = "fork") -> None:
         self.signal = signal.Signals(signum).name if signum else None
         self.exitcode, self.elapsed, self.engine = exitcode, elapsed, engine
-        how = f"was killed by {self.signal}" if self.signal else f"exited with code {exitcode}"
+        if self.signal:
+            how = f"was killed by {self.signal}"
+        elif exitcode is None:  # the status went to the program's SIGCHLD handling, and it said nothing
+            how = "died without an exit status (this program ignores or reaps SIGCHLD)"
+        else:
+            how = f"exited with code {exitcode}"
         self.how = how
         super().__init__(CRASHED.format(engine=engine, how=how, elapsed=format_duration(elapsed)))
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import resource
 import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .._process import memory
 from .._process.forking import LIBC, detach
 from .._where import PACKAGE_DIR as _HERE
 from .._where import frames_of
@@ -47,26 +47,14 @@ def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w
         os._exit(0)
 
 
-def _address_space() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _limit_memory(extra: int) -> None:
-    """Cap the address space at what the kernel already maps plus ``extra``."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = _address_space() + extra
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    """Allow ``extra`` bytes beyond what this process has now (see _process/memory.py)."""
+    memory.apply(extra)
 
 
 def _unlimit_memory() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # room to pickle the result
+    """Lift the allowance (room to pickle the result)."""
+    memory.release()
 
 
 def _send(conn: Connection, envelope: Envelope) -> None:  # pragma: no cover - child
@@ -81,8 +69,11 @@ def _send(conn: Connection, envelope: Envelope) -> None:  # pragma: no cover - c
 def outcome(func: Callable[[], Any]) -> Envelope:
     """Run ``func`` in the child: an envelope with its value or its error and stack."""
     try:
-        return Envelope(value=func())
+        value = func()
+        memory.settle()  # where --memory is only watched, going over is a MemoryError here
+        return Envelope(value=value)
     except BaseException as err:
+        memory.settle(raising=False)
         return failure(err)
 
 

@@ -23,7 +23,9 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from .._errors import CellCrashedError, CellTimeoutError
-from .._process.forking import exit_reason, exited, fork, kill_group
+from .._process.exits import signal_in_dump
+from .._process.forking import exit_fd, exited, fork, kill_group, reap
+from .._process.memory import prepare as prepare_memory
 from .._traceback import attach, format_frames, parse_dump
 from .._where import describe_where
 from .capture import Replay, read_dry
@@ -54,6 +56,8 @@ def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child
     reader, writer = Pipe()  # duplex: the kernel acknowledges each display (see _capture)
     (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = os.pipe(), os.pipe(), os.pipe()
     parent = os.getpid()
+    if memory is not None:
+        prepare_memory(memory)
 
     def child() -> NoReturn:  # pragma: no cover - runs in the child
         reader.close()
@@ -68,7 +72,7 @@ def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child
         writer.close()
         for fd in (out_w, err_w, stack_w):
             os.close(fd)
-    return Child(pid, reader, out_r, err_r, stack_r, os.pidfd_open(pid), started)
+    return Child(pid, reader, out_r, err_r, stack_r, exit_fd(pid), started)
 
 
 def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
@@ -104,11 +108,12 @@ def _acknowledge(child: Child) -> None:
 
 def _crashed(child: Child) -> CellCrashedError:
     """Reap a child that died; the error names its signal or exit code, and where it was if it said."""
-    signum, code = exit_reason(child.pid)
-    kill_group(child.pid)  # before reaping, as everywhere: a zombie keeps its pid from being reused
-    os.waitpid(child.pid, 0)
+    signum, code = reap(child.pid) or (None, None)
+    stack = _read_stack(child)
+    if signum is None and code is None:  # its status was lost (the program ignores or reaps SIGCHLD)
+        signum = signal_in_dump(stack)
     error = CellCrashedError(signum, code, time.monotonic() - child.started)
-    frames = user_frames(parse_dump(_read_stack(child)))
+    frames = user_frames(parse_dump(stack))
     error.where = describe_where(frames)  # type: ignore[attr-defined]
     return attach(error, frames)  # type: ignore[return-value]
 
@@ -153,8 +158,7 @@ def stop(child: Child, grace: float) -> None:
             os.kill(child.pid, signal.SIGTERM)
         exited(child.pidfd, grace)
         kill_group(child.pid, signal.SIGTERM)
-    kill_group(child.pid)  # before reaping: a zombie keeps its pid from being reused
-    os.waitpid(child.pid, 0)
+    reap(child.pid)  # SIGKILL to the group, then reap
     child.stack_text = _read_stack(child)
 
 
@@ -180,11 +184,8 @@ class _Reaper:
 def finish(child: Child) -> None:
     """Wait for a child that is done, kill what it left in its group, reap it, close its fds."""
     try:
-        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
-        kill_group(child.pid)
-        os.waitpid(child.pid, 0)
-    except ChildProcessError:
-        pass
+        exited(child.pidfd, None)
+        reap(child.pid)
     finally:
         os.close(child.pidfd)
 
@@ -228,8 +229,7 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
 
 def _close_all(child: Child) -> None:
     child.close()
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(child.pid, os.WNOHANG)
+    reap(child.pid)  # if it had exited on its own: nothing of its group survives either
     os.close(child.pidfd)
 
 

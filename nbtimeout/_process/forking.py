@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import os
-import selectors
 import signal
 import sys
 import warnings
@@ -14,23 +12,32 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from .._errors import NO_FORK, EngineUnavailableError
+from . import exits, guard
+from .exits import exit_fd, exited
+from .facilities import LIBC, PR_SET_PDEATHSIG, PRCTL
 
-LIBC = ctypes.CDLL(None)
-PR_SET_PDEATHSIG = 1
+__all__ = ["LIBC", "detach", "exit_fd", "exited", "fork", "kill_group", "reap"]
 
 
 def fork(child: Callable[[], NoReturn]) -> int:
     """Fork; the child runs ``child`` (which must end in ``os._exit``), the parent gets its pid.
 
     The child leads its own process group, so the kernel's interrupt (``killpg(SIGINT)``) is the
-    parent's to relay and one ``killpg`` reaches everything the child starts.
+    parent's to relay and one ``killpg`` reaches everything the child starts. The guard kills that
+    group if this process dies first, and the group of every child the child forks in turn if the
+    child dies first: stopping one level stops all below it. ``exit_fd(pid)`` tells when it ends;
+    ``reap(pid)`` kills what is left of its group, reaps it and says how it ended.
     """
     if not hasattr(os, "fork"):
         raise EngineUnavailableError(NO_FORK)
+    guard.ensure()
     # Flush first, or the child inherits unsent output and both of them send it.
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
     LIBC.fflush(None)
+    status, watch = exits.before_fork(), guard.before_fork()
     gc.freeze()  # the child's collector then leaves the kernel's objects (and their pages) alone
     try:
         with warnings.catch_warnings():
@@ -41,7 +48,12 @@ def fork(child: Callable[[], NoReturn]) -> int:
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
+            os.setpgid(0, 0)  # before the guard hears of the group
+            exits.in_child(status)
+            guard.in_child(watch)
             child()
+        exits.in_parent(pid, status)
+        guard.in_parent(pid, watch)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # the child does it too: whichever runs first wins the race
         return pid
@@ -52,8 +64,9 @@ def fork(child: Callable[[], NoReturn]) -> int:
 def detach(parent: int) -> None:  # pragma: no cover - runs in the child
     """In the child: lead a process group, die with the kernel, and let SIGTERM kill."""
     os.setpgid(0, 0)
-    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the kernel died before prctl took effect
+    if PRCTL is not None:  # the guard does this everywhere; the kernel's own signal is quicker still
+        PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the kernel died before we were watched
         os._exit(1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -64,20 +77,15 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pgid, sig)
 
 
-def exited(pidfd: int, timeout: float) -> bool:
-    """Whether the process behind ``pidfd`` exits within ``timeout`` seconds (not reaped)."""
-    with selectors.DefaultSelector() as selector:
-        selector.register(pidfd, selectors.EVENT_READ)
-        return bool(selector.select(timeout))
+def reap(pid: int) -> tuple[int | None, int | None] | None:
+    """SIGKILL what is left of ``pid``'s group, reap ``pid``: (signal, exit code), see ``exits.collect``.
 
-
-def exit_reason(pid: int) -> tuple[int | None, int]:
-    """How an exited child ended, without reaping it: (signal number or None, exit code).
-
-    The exit code is ``os.waitstatus_to_exitcode``'s: minus the signal for a killed child.
-    Not reaping lets the caller kill the child's group first, while the zombie holds the pid.
+    None if ``pid`` was reaped already (so callers may reap twice, and never kill a reused pid).
     """
-    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-    if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
-        return info.si_status, -info.si_status
-    return None, info.si_status
+    if not exits.known(pid):
+        return None
+    kill_group(pid)  # before reaping: a zombie keeps its pid, so its group id, from being reused
+    try:
+        return exits.collect(pid)
+    finally:
+        guard.release(pid)
