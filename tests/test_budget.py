@@ -58,7 +58,7 @@ def test_budget_caps_later_cells_and_ends_run_all():
     stopped = text(cells[4])
     assert "CellTimeoutError: the notebook's 1.5 s budget ran out (signal engine)" in stopped
     assert "■ Stopped: %%timeout stopped this cell after " in stopped
-    assert "1.5 s budget); the notebook's 1.5 s budget ran out" in stopped
+    assert "(limit: what was left of the 1.5 s budget, signal engine); the notebook's 1.5 s budget ran out" in stopped
     assert cells[5].execution_count is None
     assert cells[5].outputs == []
 

@@ -62,8 +62,9 @@ def line(state: str, text: str, where: str | None = None, slot: str | None = Non
 
 
 def _limit(limit: float, engine: str, budget: float | None) -> str:
-    return f"limit {format_duration(limit)}, {engine} engine" + (
-        f", {format_duration(budget)} budget" if budget else "")
+    if budget:  # the limit was what the budget had left: a number that differs from run to run
+        return f"limit: what was left of the {format_duration(budget)} budget, {engine} engine"
+    return f"limit {format_duration(limit)}, {engine} engine"
 
 
 def ended(error: BaseException | None, elapsed: float, limit: float, engine: str,

@@ -54,7 +54,7 @@ class Countdown:
         self.live = not options.quiet and getattr(shell, "kernel", None) is not None
         # Captured now: a %%capture inside the cell must not swallow the countdown or the record.
         self._publish = shell.display_pub.publish
-        budget = f", {format_duration(options.budget)} budget" if options.budget else ""
+        budget = f", what is left of the {format_duration(options.budget)} budget" if options.budget else ""
         self.tail = f"of {format_duration(options.limit)} ({options.mode} engine{budget})"
         self.slot: str | None = None  # display id, once the live line is shown
         self.sent = 0  # display messages sent (the first display and its updates)
