@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .._errors import CellResultError
 from .._notebook.cell import CompiledCell
 from .._notebook.options import Options
 from . import engine as _fork
-from .sync import Snapshot, apply
+from .procstate import kernel_random_state
+from .protocol import OWN, announce
+from .sync import VALUE, Snapshot, apply
 
 
 def _flush_figures(shell: Any) -> None:
@@ -19,25 +22,32 @@ def _flush_figures(shell: Any) -> None:
 
 
 def run_cell(compiled: CompiledCell, shell: Any, options: Options) -> Any:
-    """The cell's value; its namespace changes applied to the kernel; errors re-raised."""
+    """The cell's value; its changes applied to the kernel (what could not be: one line); errors re-raised."""
     __tracebackhide__ = True
     namespace = shell.user_ns
     hidden = set(shell.user_ns_hidden)
+    kernel_random = kernel_random_state()
 
     def work() -> Any:
-        snapshot = Snapshot.take(namespace, hidden, (compiled.statements, compiled.last_expr))
+        announce(OWN)  # the snapshot is nbtimeout's work, not the cell's
+        snapshot = Snapshot.take(namespace, hidden, (compiled.statements, compiled.last_expr), shell,
+                                 kernel_random)
         result = _fork.outcome(lambda: compiled.run(namespace))
         _flush_figures(shell)
-        changes = snapshot.changes(namespace, hidden)
-        changes.value, changes.error = result.value, result.error
-        changes.error_frames, changes.error_text = result.error_frames, result.error_text
-        return changes
+        has_value = result.error is None and compiled.last_expr is not None
+        result.sync = snapshot.changes(namespace, hidden, shell, result.value, has_value)
+        result.value = None
+        return result
 
     envelope = _fork.run(work, options.limit, grace=options.grace, memory=options.memory, shell=shell)
-    apply(envelope, namespace, dict(namespace))
-    if envelope.unsent:
-        print(f"nbtimeout: not sent back from the fork child (cannot be pickled): "
-              f"{', '.join(sorted(envelope.unsent))}", file=sys.stderr)
+    value = None
+    if envelope.sync is not None:
+        value, _, problems = apply(envelope.sync, namespace)
+        if problems:
+            print(f"nbtimeout: not carried back from the fork child: {'; '.join(problems)}", file=sys.stderr)
     if envelope.error is not None:
         _fork.raise_error(envelope)
-    return envelope.value
+    if envelope.sync is not None and VALUE in envelope.sync.lost:
+        raise CellResultError(f"the cell's value cannot be carried back from the fork child: "
+                              f"{envelope.sync.lost[VALUE]}")
+    return value

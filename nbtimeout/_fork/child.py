@@ -14,7 +14,7 @@ from .._process.forking import LIBC, detach
 from .._where import PACKAGE_DIR as _HERE
 from .._where import frames_of
 from .capture import route_child_output
-from .protocol import Envelope, make_sendable, send_done
+from .protocol import BODY, SYNC, Envelope, announce, make_sendable, send_done, set_channel
 
 
 def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w: int, err_w: int,
@@ -28,6 +28,7 @@ def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w
         faulthandler.register(signal.SIGTERM, file=stack_w, all_threads=False, chain=True)
         faulthandler.enable(file=stack_w, all_threads=False)
         route_child_output(conn, out_w, err_w, shell, ack=True)
+        set_channel(conn)  # outcome() tells the kernel when the user's code runs
         if memory is not None:
             _limit_memory(memory)
         envelope = work()
@@ -68,11 +69,14 @@ def _send(conn: Connection, envelope: Envelope) -> None:  # pragma: no cover - c
 
 def outcome(func: Callable[[], Any]) -> Envelope:
     """Run ``func`` in the child: an envelope with its value or its error and stack."""
+    announce(BODY)  # the limit counts from here, and stops counting at SYNC
     try:
         value = func()
+        announce(SYNC)
         memory.settle()  # where --memory is only watched, going over is a MemoryError here
         return Envelope(value=value)
     except BaseException as err:
+        announce(SYNC)
         memory.settle(raising=False)
         return failure(err)
 

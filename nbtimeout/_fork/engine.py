@@ -31,7 +31,7 @@ from .._where import describe_where
 from .capture import Replay, read_dry
 from .child import child_main, outcome, user_frames
 from .errors import CarriedError, rebuild
-from .protocol import DONE, Envelope, recv_done
+from .protocol import BODY, DONE, OWN, PHASE, SYNC, Envelope, recv_done
 
 
 @dataclass
@@ -44,6 +44,15 @@ class Child:
     pidfd: int
     started: float
     stack_text: str = ""
+    deadline: float = 0.0
+    body: float | None = None  # when the user's code started (the child announces it)
+
+    def phase(self, phase: str, at: float, limit: float) -> None:
+        """Only the user's code counts against ``limit``; nbtimeout's own work gets OWN_WORK."""
+        if phase == BODY:
+            self.body, self.deadline = at, at + limit
+        elif phase in (OWN, SYNC):
+            self.deadline = at + limit + OWN_WORK if phase == OWN else at + OWN_WORK
 
     def close(self) -> None:
         self.conn.close()
@@ -78,12 +87,12 @@ def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child
 def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
     """The child's envelope, or None once ``limit`` has passed; CellCrashedError if it died."""
     __tracebackhide__ = True
-    deadline = child.started + limit
+    child.deadline = child.started + limit
     with selectors.DefaultSelector() as selector:
         for fd in (child.out, child.err, child.conn.fileno(), child.pidfd):
             selector.register(fd, selectors.EVENT_READ)
         while True:
-            left = deadline - time.monotonic()
+            left = child.deadline - time.monotonic()
             if left <= 0:
                 return None
             ready = {key.fd for key, _ in selector.select(left)}
@@ -91,7 +100,7 @@ def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
                 if fd in ready and _read_dry(fd, name, replay):
                     selector.unregister(fd)
             if child.conn.fileno() in ready or child.pidfd in ready:
-                envelope = _drain(child, replay)
+                envelope = _drain(child, replay, limit)
                 if envelope is not None:
                     return envelope
             replay.flush()
@@ -126,7 +135,7 @@ def _read_stack(child: Child) -> str:
         return ""
 
 
-def _drain(child: Child, replay: Replay) -> Envelope | None:
+def _drain(child: Child, replay: Replay, limit: float) -> Envelope | None:
     while child.conn.poll():
         try:
             kind, *fields = child.conn.recv()
@@ -134,6 +143,10 @@ def _drain(child: Child, replay: Replay) -> Envelope | None:
             return None
         if kind == DONE:
             return recv_done(child.conn, *fields)
+        if kind == PHASE:
+            child.phase(*fields, limit)
+            replay.deadline = child.deadline
+            continue
         replay.message(kind, *fields)
     return None
 
@@ -191,6 +204,9 @@ def finish(child: Child) -> None:
 
 
 reaper = _Reaper()
+# nbtimeout's own work in the child (a cell's snapshot before, its pickling after the body) does not
+# count against the limit, but it is bounded: this many seconds before and after the body.
+OWN_WORK = 120.0
 
 
 def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int | None,
@@ -217,7 +233,7 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
         child.close()
         reaper.submit(child)
         return envelope
-    elapsed = time.monotonic() - child.started
+    elapsed = time.monotonic() - (child.body or child.started)
     stop(child, grace)
     _drain_fds(child, replay)
     _close_all(child)

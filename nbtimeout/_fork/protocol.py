@@ -2,13 +2,15 @@
 
 Small messages are pickled tuples ``(kind, *fields)``. The final ``done`` envelope is pickled
 with cloudpickle (protocol 5) and its large buffers (numpy arrays, bytes) follow out of band, so a
-256 MB array crosses the pipe once, with no extra copy on either side.
+256 MB array crosses the pipe once, with no extra copy on either side. The value travels pickled
+on its own (``Packed``), so a value that cannot cross costs only itself: ``CellResultError``.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -16,36 +18,98 @@ from typing import Any
 import cloudpickle
 
 STREAM, DISPLAY, CLEAR, DONE = "stream", "display", "clear", "done"
+# The child says when the user's code starts and ends: the limit counts only that (see engine.py).
+PHASE, OWN, BODY, SYNC = "phase", "own", "body", "sync"
+# A message the child would have sent on the kernel's iopub socket (comms: widgets, tqdm.auto),
+# and a prompt (input/getpass) the kernel asks on its stdin channel; see _fork/comms.py, stdin.py.
+IOPUB, INPUT = "iopub", "input"
 # Buffers smaller than this travel inside the pickle; larger ones are sent on their own.
 OUT_OF_BAND = 1 << 16
 
 
 @dataclass
 class Envelope:
-    """The child's last word: a value or an error, and for cells the namespace changes."""
+    """The child's last word: a value or an error, and for cells the namespace changes (``sync``)."""
 
     value: Any = None
     error: BaseException | None = None
     error_frames: list[tuple[str, int, str]] = field(default_factory=list)
     error_text: str = ""
-    changed: dict[str, Any] = field(default_factory=dict)
-    aliases: dict[str, str] = field(default_factory=dict)
-    deleted: list[str] = field(default_factory=list)
-    unsent: list[str] = field(default_factory=list)
+    sync: Any = None
+
+
+def type_name(obj: Any) -> str:
+    kind = type(obj)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+class Packed:
+    """One value pickled on its own in the child; ``load`` unpickles it in the kernel.
+
+    Its bytes and large buffers are PickleBuffers, so they too leave out of band in ``send_done``.
+    """
+
+    def __init__(self, data: bytes, buffers: list[pickle.PickleBuffer], type_name: str = "") -> None:
+        self.data: Any = pickle.PickleBuffer(data)
+        self.buffers: list[Any] = buffers
+        self.type_name = type_name
+
+    def load(self, loads: Any = None) -> Any:
+        if loads is None:
+            return pickle.loads(self.data, buffers=self.buffers)
+        return loads(self.data, self.buffers)
+
+
+def pack(obj: Any) -> Packed:
+    """``obj`` pickled with cloudpickle; raises what pickling raises."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = cloudpickle.dumps(obj, protocol=5, buffer_callback=lambda b: _out_of_band(b, buffers))
+    return Packed(data, buffers, type_name(obj))
+
+
+def _out_of_band(buffer: pickle.PickleBuffer, buffers: list[pickle.PickleBuffer]) -> bool:
+    if buffer.raw().nbytes < OUT_OF_BAND:
+        return True  # in band
+    buffers.append(buffer)
+    return False
+
+
+def value_lost(what: str, type_name: str, err: BaseException) -> Exception:
+    from .._errors import CellResultError
+
+    reason = f"{type(err).__qualname__}: {err}" if str(err) else type(err).__qualname__
+    return CellResultError(f"{what}, a {type_name}, cannot be carried back from the fork child: {reason}")
+
+
+_channel: tuple[int, Connection] | None = None
+
+
+def set_channel(conn: Connection) -> None:
+    """In the fork child: where ``announce`` goes (a process forked from it announces nothing)."""
+    global _channel
+    _channel = (os.getpid(), conn)
+
+
+def announce(phase: str) -> None:
+    """Tell the kernel that nbtimeout's own work starts (OWN), the user's code starts (BODY) or has
+    ended (SYNC), with the time it did."""
+    if _channel is not None and _channel[0] == os.getpid():
+        _channel[1].send((PHASE, phase, time.monotonic()))
 
 
 def send_done(conn: Connection, envelope: Envelope) -> None:
-    """Send ``envelope``; large buffers go out of band."""
+    """Send ``envelope``; large buffers go out of band. A value that does not pickle becomes the error."""
+    from .child import failure
+
+    if not isinstance(envelope.value, Packed):
+        try:
+            envelope.value = pack(envelope.value)
+        except Exception as err:
+            lost = value_lost("the return value", type_name(envelope.value), err)
+            envelope.value, envelope.error = None, failure(lost).error
     buffers: list[pickle.PickleBuffer] = []
-
-    def keep_large(buffer: pickle.PickleBuffer) -> bool:
-        if buffer.raw().nbytes < OUT_OF_BAND:
-            return True  # in band
-        buffers.append(buffer)
-        return False
-
     # Pickle before sending anything, so a failure leaves the pipe clean for a retry.
-    head = cloudpickle.dumps(envelope, protocol=5, buffer_callback=keep_large)
+    head = cloudpickle.dumps(envelope, protocol=5, buffer_callback=lambda b: _out_of_band(b, buffers))
     conn.send((DONE, len(head), [b.raw().nbytes for b in buffers]))
     conn.send_bytes(head)
     for buffer in buffers:
@@ -57,7 +121,7 @@ def send_done(conn: Connection, envelope: Envelope) -> None:
 
 
 def recv_done(conn: Connection, head_size: int, sizes: list[int]) -> Envelope:
-    """Receive the envelope announced by a ``done`` message."""
+    """Receive the envelope announced by a ``done`` message; its value is unpickled (or the error)."""
     head = conn.recv_bytes()
     buffers = []
     for size in sizes:
@@ -70,48 +134,26 @@ def recv_done(conn: Connection, head_size: int, sizes: list[int]) -> Envelope:
             got += read
         buffers.append(buffer)
     try:
-        return pickle.loads(head, buffers=buffers)
+        envelope = pickle.loads(head, buffers=buffers)
     except Exception as err:
         return Envelope(error=ChildError(f"the fork child's result could not be unpickled: {err!r}"))
+    if isinstance(envelope.value, Packed):
+        packed, envelope.value = envelope.value, None
+        try:
+            envelope.value = packed.load()
+        except Exception as err:
+            envelope.error = value_lost("the return value", packed.type_name, err)
+    return envelope
 
 
 class ChildError(Exception):
     """Stands in for a child's exception that could not cross the pipe; says what it was."""
 
 
-class Shown:
-    """A value that could not be sent back: its rich display, made in the child."""
-
-    def __init__(self, value: Any) -> None:
-        try:
-            from IPython import get_ipython
-
-            self.data, self.metadata = get_ipython().display_formatter.format(value)
-        except Exception:
-            self.data, self.metadata = {"text/plain": repr(value)}, {}
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
-        return self.data, self.metadata
-
-    def __repr__(self) -> str:
-        return self.data.get("text/plain", "<value not sent back>")
-
-
-def _picklable(obj: Any) -> bool:
-    try:
-        cloudpickle.dumps(obj, protocol=5, buffer_callback=lambda b: False)
-    except Exception:
-        return False
-    return True
-
-
 def make_sendable(envelope: Envelope) -> None:
-    """After a failed send: list unpicklable names as unsent, and describe the value or error."""
-    for name in list(envelope.changed):
-        if not _picklable(envelope.changed[name]):
-            envelope.unsent.append(name)
-            del envelope.changed[name]
-    if not _picklable(envelope.value):
-        envelope.value = Shown(envelope.value)
-    if envelope.error is not None and not _picklable(envelope.error):
-        envelope.error = ChildError(f"{type(envelope.error).__name__}: {envelope.error}")
+    """After a failed send: what could not be pickled is named in an error, never sent as a stand-in."""
+    from .child import failure
+
+    if envelope.sync is not None:
+        envelope.sync = None
+        envelope.error = failure(RuntimeError("nbtimeout could not send the fork cell's changes back")).error

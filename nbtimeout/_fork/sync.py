@@ -1,26 +1,32 @@
-"""Which names a fork cell changed, and how they travel back to the kernel.
+"""What a fork cell changed, and how it is put into the kernel as if the cell had run there.
 
-Before the body runs the child notes the identity of every name, and fingerprints the objects the
-cell can reach by name (its own code and the functions it calls). Afterwards it sends the names
-that are new, rebound or whose fingerprint changed, plus the deleted ones; a large object the cell
-only read is fingerprinted in the child but never copied back.
+Before the body the child registers the objects the cell can reach (refs.py) and fingerprints
+their contents (state.py), and notes process state (procstate.py). Afterwards it sends, in one
+pickle: names that are new or rebound, the new contents of objects changed in place, and the cell's
+value. Objects that existed before travel as paths, so the kernel gets its own objects back; one
+pickle keeps sharing between new objects (``b = a``). Whatever does not pickle, or would not
+unpickle, is left out on its own and named in the cell's one warning line.
 """
 
 from __future__ import annotations
 
-import hashlib
+import pickle
 import re
 import types
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
-
-from .protocol import Envelope
+from . import refs
+from .inplace import put_back
+from .procstate import ProcessChanges, ProcessState
+from .protocol import Packed, type_name
+from .refs import Forced, Registry, describe
+from .state import current, fingerprint
 
 # IPython's own bookkeeping (_, _i3, _3, In, Out ...) is never synced.
 _HISTORY = re.compile(r"^_{1,3}$|^_i{1,3}$|^_i?\d+$|^_(oh|ih|dh)$")
+VALUE = "the cell's value"
 
 
 def _code_names(code: types.CodeType, seen: set[int]) -> set[str]:
@@ -44,81 +50,172 @@ def reachable_names(codes: Iterable[types.CodeType | None], namespace: dict[str,
         if name in found or name not in namespace:
             continue
         found.add(name)
-        value = namespace[name]
-        code = getattr(value, "__code__", None)
-        if isinstance(code, types.CodeType) and getattr(value, "__globals__", None) is namespace:
-            todo |= _code_names(code, seen)
+        for value in _functions_in(namespace[name]):
+            if value.__globals__ is namespace:
+                todo |= _code_names(value.__code__, seen)
     return found
 
 
-def fingerprint(value: Any) -> bytes | None:
-    """A digest of the pickled object, or None when it cannot be pickled."""
-    digest = hashlib.blake2b(digest_size=16)
-    try:
-        digest.update(cloudpickle.dumps(value, protocol=5,
-                                        buffer_callback=lambda b: digest.update(b.raw()) and False))
-    except Exception:
-        return None
-    return digest.digest()
+def _functions_in(value: Any) -> list[types.FunctionType]:
+    """A function, or the methods of a class or instance: code the cell may call through a name."""
+    if isinstance(value, types.FunctionType):
+        return [value]
+    cls = value if isinstance(value, type) else type(value)
+    if cls.__module__ != "__main__":
+        return []
+    return [f for c in cls.__mro__ for f in vars(c).values() if isinstance(f, types.FunctionType)]
+
+
+def user_names(namespace: dict[str, Any], hidden: set[str]) -> list[str]:
+    return [n for n in namespace if n not in hidden and not _HISTORY.match(n)]
+
+
+@dataclass
+class Changes:
+    """What the child sends back for a cell (``Envelope.sync``)."""
+
+    payload: Packed | None = None  # [(kind, key, object)], kind "name", "mutated" or "value"
+    deleted: list[str] = field(default_factory=list)
+    lost: dict[str, str] = field(default_factory=dict)  # what could not travel -> why
+    identity_lost: list[str] = field(default_factory=list)
+    process: ProcessChanges = field(default_factory=ProcessChanges)
 
 
 @dataclass
 class Snapshot:
     """The namespace as the child found it."""
 
+    registry: Registry
     ids: dict[str, int]
-    prints: dict[str, bytes | None]
+    prints: dict[int, Any]
+    process: ProcessState
 
     @classmethod
-    def take(cls, namespace: dict[str, Any], hidden: set[str], codes: Iterable[Any]) -> Snapshot:
-        names = {n for n in namespace if n not in hidden and not _HISTORY.match(n)}
-        watched = reachable_names(codes, namespace) & names
-        watched = {n for n in watched if not isinstance(namespace[n], (types.ModuleType, types.FunctionType))}
-        return cls({n: id(namespace[n]) for n in names}, {n: fingerprint(namespace[n]) for n in watched})
-
-    def changes(self, namespace: dict[str, Any], hidden: set[str]) -> Envelope:
-        """An envelope with the changed, aliased and deleted names of ``namespace``."""
-        envelope = Envelope()
-        before_by_id = {i: n for n, i in self.ids.items()}
-        changed = set()
-        for name, value in namespace.items():
-            if name in hidden or _HISTORY.match(name):
+    def take(cls, namespace: dict[str, Any], hidden: set[str], codes: Iterable[Any], shell: Any,
+             kernel_random: Any) -> Snapshot:
+        names = user_names(namespace, hidden)
+        registry = Registry(namespace)
+        registry.walk(names, reachable_names(codes, namespace) & set(names))
+        prints = {}
+        for key in registry.expanded:
+            try:
+                prints[key] = fingerprint(registry.objects[key])
+            except Exception:  # an object that cannot even be looked at: not watched
                 continue
-            rebound = self.ids.get(name) != id(value)
-            if rebound or (self.prints.get(name) is not None and fingerprint(value) != self.prints[name]):
-                changed.add(name)  # new, rebound, or mutated in place
-        rebound = {n for n in changed if self.ids.get(n) != id(namespace[n])}
-        for name in changed:
-            value = namespace[name]
-            origin = before_by_id.get(id(value))
-            # ``b = a`` (b rebound to an object a already held): keep the identity in the kernel.
-            # A name mutated in place is never an alias, even when another name shares its object.
-            if (name in rebound and origin is not None and origin not in rebound
-                    and namespace.get(origin) is value):
-                envelope.aliases[name] = origin
+        return cls(registry, {n: id(namespace[n]) for n in names}, prints,
+                   ProcessState.take(shell, kernel_random))
+
+    def changes(self, namespace: dict[str, Any], hidden: set[str], shell: Any,
+                value: Any = None, has_value: bool = False) -> Changes:
+        """Everything the cell changed, packed for the kernel."""
+        out = Changes(process=self.process.changes(shell))
+        entries: list[tuple[str, Any, Any]] = []
+        for name in user_names(namespace, hidden):
+            obj = namespace[name]
+            if self.ids.get(name) != id(obj):
+                entries.append(("name", name, obj))  # new or rebound (perhaps to an older object)
+            elif name in self.registry.truncated and self._changed(id(obj)):
+                entries.append(("name", name, Forced(obj)))  # too big to walk: sent whole, a copy
+                out.identity_lost.append(name)
+        for key, before in self.prints.items():
+            if before is not None and self._changed(key, before):
+                obj = self.registry.objects[key]
+                entries.append(("mutated", self.registry.paths[key], current(obj)))
+        if has_value:
+            entries.append(("value", VALUE, value))
+        out.deleted = sorted(n for n in self.ids if n not in namespace)
+        out.payload = self._pack(entries, out.lost, namespace)
+        return out
+
+    def _changed(self, key: int, before: Any = None) -> bool:
+        before = self.prints.get(key) if before is None else before
+        try:
+            return not before == fingerprint(self.registry.objects[key], before=False)
+        except Exception:
+            return True
+
+    def _pack(self, entries: list[tuple[str, Any, Any]], lost: dict[str, str],
+              namespace: dict[str, Any]) -> Packed | None:
+        """One pickle of all entries, proven to unpickle; entries that fail are left out, named."""
+        try:
+            return self._packed(entries, namespace)
+        except Exception:
+            pass
+        good = []
+        for entry in entries:
+            try:
+                self._packed([entry], namespace)
+            except Exception as err:
+                lost[_label(entry)] = f"{type_name(_unwrap(entry[2]))}: {type(err).__name__}: {err}"[:300]
             else:
-                envelope.changed[name] = value
-        envelope.deleted = sorted(n for n in self.ids if n not in namespace)
-        return envelope
+                good.append(entry)
+        try:
+            return self._packed(good, namespace)
+        except Exception as err:
+            for entry in good:
+                lost[_label(entry)] = f"{type(err).__name__}: {err}"[:300]
+            return None
+
+    def _packed(self, entries: list[tuple[str, Any, Any]], namespace: dict[str, Any]) -> Packed:
+        buffers: list[pickle.PickleBuffer] = []
+        data = refs.dumps(entries, self.registry, buffers)
+        by_path = {path: self.registry.objects[key] for key, path in self.registry.paths.items()}
+        refs.loads(data, namespace, [b.raw() for b in buffers], lookup=by_path.__getitem__)
+        return Packed(data, buffers)
 
 
-def apply(envelope: Envelope, namespace: dict[str, Any], previous: dict[str, Any]) -> None:
-    """Put the child's changes into the kernel's ``namespace``.
+def _unwrap(obj: Any) -> Any:
+    if isinstance(obj, tuple) and obj and isinstance(obj[-1], Forced):
+        return obj[-1].obj
+    return obj.obj if isinstance(obj, Forced) else obj
 
-    A name whose object changed in place is rebound, and so is every other name that pointed to
-    the same object, so ``alias = results`` still sees the new contents.
-    """
-    for name, value in envelope.changed.items():
-        old = previous.get(name, _MISSING)
-        namespace[name] = value
-        if old is not _MISSING:
-            for other, bound in list(namespace.items()):
-                if bound is old and other not in envelope.changed and not _HISTORY.match(other):
-                    namespace[other] = value
-    for name, origin in envelope.aliases.items():
-        namespace[name] = namespace[origin]
-    for name in envelope.deleted:
+
+def _label(entry: tuple[str, Any, Any]) -> str:
+    kind, key, _ = entry
+    return describe(key) if kind == "mutated" else key
+
+
+def apply(changes: Changes, namespace: dict[str, Any]) -> tuple[Any, bool, list[str]]:
+    """Put the cell's changes into the kernel: (value, whether it came, the warning's parts)."""
+    problems = [f"import of {f}" for f in changes.process.apply()]
+    entries: list[tuple[str, Any, Any]] = []
+    if changes.payload is not None:
+        try:
+            entries = changes.payload.load(lambda data, buffers: refs.loads(data, namespace, buffers))
+        except Exception as err:  # only what differs between child and kernel can get here
+            problems.append(f"every change of the cell ({type(err).__name__}: {err})")
+    lost = dict(changes.lost)
+    identity = list(changes.identity_lost)
+    # Every path is resolved before anything changes: the graph is still the one the child saw.
+    targets = []
+    for kind, key, obj in entries:
+        if kind == "mutated":
+            try:
+                targets.append((key, refs.resolve(namespace, key), obj))
+            except Exception as err:
+                lost[describe(key)] = f"{type(err).__name__}: {err}"
+    for path, old, state in targets:
+        try:
+            in_place, new = put_back(old, state)
+        except Exception as err:
+            in_place, new = False, _unwrap(state)
+            lost.setdefault(describe(path), f"{type(err).__name__}: {err}")
+        if not in_place:
+            names = [n for n, v in namespace.items() if v is old and not _HISTORY.match(n)]
+            for name in names:
+                namespace[name] = new
+            identity += names or [describe(path)]
+    value, has_value = None, False
+    for kind, key, obj in entries:
+        if kind == "name":
+            namespace[key] = obj
+        elif kind == "value":
+            value, has_value = obj, True
+    for name in changes.deleted:
         namespace.pop(name, None)
-
-
-_MISSING = object()
+    changes.process.apply_random()
+    problems += [f"{label} ({why})" for label, why in lost.items() if label != VALUE]
+    if identity:
+        problems.append(f"identity lost for: {', '.join(identity)}")
+    problems += changes.process.lost
+    return value, has_value, problems

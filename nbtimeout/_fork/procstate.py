@@ -1,0 +1,151 @@
+"""Process state a fork cell changes besides its names: carried back where possible, else named.
+
+Carried: the working directory, ``os.environ`` (so ``%env``), ``sys.path``, new imports, the
+``random`` module's and numpy's legacy global generators, matplotlib's ``rcParams``. Named in the
+cell's warning line: a matplotlib backend switch, extensions loaded in the child, threads the cell
+left running (they stop with the child).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import random
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def kernel_random_state() -> Any:
+    """Taken in the kernel before the fork: CPython reseeds ``random`` in a forked child."""
+    return random.getstate()
+
+
+def _numpy_state() -> Any:
+    np_random = sys.modules.get("numpy.random")
+    return None if np_random is None else np_random.get_state()
+
+
+def _same_numpy_state(a: Any, b: Any) -> bool:
+    return a[0] == b[0] and a[2:] == b[2:] and a[1].tobytes() == b[1].tobytes()
+
+
+def _rc_params() -> dict[str, Any] | None:
+    matplotlib = sys.modules.get("matplotlib")
+    return None if matplotlib is None else dict(dict.items(matplotlib.rcParams))
+
+
+def _extensions(shell: Any) -> set[str]:
+    return set(getattr(getattr(shell, "extension_manager", None), "loaded", ()))
+
+
+@dataclass
+class ProcessChanges:
+    """What the kernel applies before it unpickles the cell's values (imports and paths first)."""
+
+    cwd: str | None = None
+    env_set: dict[str, str] = field(default_factory=dict)
+    env_unset: list[str] = field(default_factory=list)
+    path: list[str] | None = None
+    modules: list[str] = field(default_factory=list)
+    random: Any = None
+    numpy: Any = None
+    rc: dict[str, Any] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+
+    def apply(self) -> list[str]:
+        """Apply in the kernel; what could not be done, for the warning line."""
+        failed = []
+        if self.cwd is not None:
+            try:
+                os.chdir(self.cwd)
+            except OSError as err:
+                failed.append(f"the working directory ({err.strerror})")
+        os.environ.update(self.env_set)
+        for name in self.env_unset:
+            os.environ.pop(name, None)
+        if self.path is not None:
+            sys.path[:] = self.path  # in place: others may hold sys.path
+        for name in self.modules:
+            if name not in sys.modules:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # an import can raise anything
+                    if "." not in name:
+                        failed.append(f"import {name}")
+        matplotlib = sys.modules.get("matplotlib")
+        if self.rc and matplotlib is not None:
+            for key, value in self.rc.items():
+                with contextlib.suppress(Exception):
+                    matplotlib.rcParams[key] = value
+        return failed
+
+    def apply_random(self) -> None:
+        """The generators go on after the cell's draws (last: unpickling must not draw)."""
+        if self.random is not None:
+            random.setstate(self.random)
+        if self.numpy is not None:
+            importlib.import_module("numpy.random").set_state(self.numpy)
+
+
+@dataclass
+class ProcessState:
+    """Noted in the child before the body."""
+
+    cwd: str
+    environ: dict[str, str]
+    path: list[str]
+    modules: set[str]
+    random: Any
+    numpy: Any
+    rc: dict[str, Any] | None
+    backend: Any
+    extensions: set[str]
+    threads: set[int]
+
+    @classmethod
+    def take(cls, shell: Any, kernel_random: Any) -> ProcessState:
+        random.setstate(kernel_random)  # the cell draws what it would have drawn in the kernel
+        rc = _rc_params()
+        return cls(os.getcwd(), dict(os.environ), list(sys.path), set(sys.modules), kernel_random,
+                   _numpy_state(), rc, None if rc is None else rc.get("backend"), _extensions(shell),
+                   {t.ident for t in threading.enumerate()})
+
+    def changes(self, shell: Any) -> ProcessChanges:
+        out = ProcessChanges()
+        with contextlib.suppress(OSError):
+            if os.getcwd() != self.cwd:
+                out.cwd = os.getcwd()
+        out.env_set = {k: v for k, v in os.environ.items() if self.environ.get(k) != v}
+        out.env_unset = [k for k in self.environ if k not in os.environ]
+        if sys.path != self.path:
+            out.path = list(sys.path)
+        out.modules = sorted(set(sys.modules) - self.modules, key=lambda n: (n.count("."), n))
+        if random.getstate() != self.random:
+            out.random = random.getstate()
+        numpy_now = _numpy_state()
+        if self.numpy is not None and not _same_numpy_state(self.numpy, numpy_now):
+            out.numpy = numpy_now
+        self._matplotlib(out)
+        out.lost += [f"%load_ext {name}" for name in sorted(_extensions(shell) - self.extensions)]
+        threads = [t.name for t in threading.enumerate() if t.ident not in self.threads and t.is_alive()]
+        if threads:
+            out.lost.append(f"threads {', '.join(threads)} (they stop with the fork child)")
+        return out
+
+    def _matplotlib(self, out: ProcessChanges) -> None:
+        rc = _rc_params()
+        if rc is None:
+            return
+        backend = rc.get("backend")
+        if backend != self.backend and self.backend is not None:
+            out.lost.append(f"matplotlib backend switch to {backend!r}")
+        if self.rc is not None:
+            for key, value in rc.items():
+                if key == "backend":
+                    continue
+                with contextlib.suppress(Exception):
+                    if bool(value != self.rc.get(key)):
+                        out.rc[key] = value

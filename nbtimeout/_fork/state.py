@@ -1,0 +1,155 @@
+"""The contents of an object that existed before the cell: noted, compared, and sent when changed.
+
+A fingerprint keeps the object's parts themselves (compared by identity, values by value) and
+watches large buffers (see watch.py), so change detection never pickles data. ``current`` is what
+travels when the object did change: its new contents, in a form ``inplace.put_back`` can write into
+the kernel's object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import zlib
+from typing import Any
+
+import cloudpickle
+
+from .kinds import ATOMS, kind
+from .refs import Forced, slot_names
+from .watch import Watch, array_region
+
+EMPTY = "<empty cell>"
+
+
+class Items:
+    """A sequence of an object's parts, equal to another when each part is the same object."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Any) -> None:
+        self.items = tuple(items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Items) or len(self.items) != len(other.items):
+            return False
+        return all(map(_same, self.items, other.items))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    return type(a) is type(b) and type(a) in ATOMS and a == b
+
+
+def _flat(pairs: Any) -> Items:
+    return Items(itertools.chain.from_iterable(pairs))
+
+
+def _attrs(obj: Any) -> Items | None:
+    attrs = getattr(obj, "__dict__", None)
+    return _flat(attrs.items()) if type(attrs) is dict else None
+
+
+def _slots(obj: Any) -> Items:
+    return Items(getattr(obj, name, EMPTY) for name in slot_names(type(obj)))
+
+
+def fingerprint(obj: Any, before: bool = True) -> Any:
+    """What ``obj`` holds now; ``fingerprint(x) == fingerprint(x, before=False)`` while unchanged.
+
+    None: nothing to watch (immutable) or nothing that could be watched (unpicklable opaque object).
+    """
+    what = kind(obj)
+    if what == "seq":
+        return what, Items(obj), _attrs(obj)
+    if what == "map":
+        return what, _flat(obj.items()), getattr(obj, "default_factory", None), _attrs(obj)
+    if what == "set":
+        return what, len(obj), frozenset(obj), _attrs(obj)
+    if what == "buffer":
+        return what, len(obj), zlib.crc32(memoryview(obj).cast("B"))
+    if what == "array":
+        return what, obj.shape, obj.strides, obj.dtype, Watch(*array_region(obj), before=before)
+    if what == "frame":
+        return what, *_frame(obj, before)
+    if what == "extension":
+        return what, *_extension(obj, before)
+    if what == "class":
+        return what, _flat(vars(obj).items())
+    if what == "function":
+        return what, Items((obj.__defaults__, obj.__kwdefaults__, obj.__code__)), _attrs(obj)
+    if what == "cell":
+        return what, Items((obj.cell_contents,)) if _full(obj) else EMPTY
+    if what == "object":
+        return what, type(obj), _attrs(obj), _slots(obj)
+    if what == "opaque":
+        return what, _digest(obj)
+    return None  # index, tuple, module ...: nothing in place to watch
+
+
+def _full(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - the question is whether it raises
+    except ValueError:
+        return False
+    return True
+
+
+def _frame(obj: Any, before: bool) -> tuple:
+    mgr = obj._mgr
+    blocks = tuple(mgr.blocks)
+    parts = Items((mgr, *mgr.axes, *blocks, *(b.mgr_locs for b in blocks), *(b.values for b in blocks)))
+    data = tuple(_values(b.values, before) for b in blocks)
+    return parts, data, _flat(obj.attrs.items()), obj.flags.allows_duplicate_labels
+
+
+def _values(values: Any, before: bool) -> Any:
+    if kind(values) == "array":
+        return Watch(*array_region(values), before=before)
+    return _extension(values, before)
+
+
+def _extension(obj: Any, before: bool) -> tuple:
+    """An extension array by its numpy parts (StringArray, Categorical, masked); others by identity."""
+    attrs = getattr(obj, "__dict__", {})
+    parts = Items(attrs.values())
+    arrays = tuple(Watch(*array_region(v), before=before) for v in attrs.values() if kind(v) == "array")
+    return parts, arrays
+
+
+def _digest(obj: Any) -> bytes | None:
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        digest.update(cloudpickle.dumps(obj, protocol=5,
+                                        buffer_callback=lambda b: digest.update(b.raw()) and False))
+    except Exception:
+        return None
+    return digest.digest()
+
+
+def current(obj: Any) -> tuple:
+    """The new contents of a changed object, to be pickled (pre-existing parts go by reference)."""
+    what = kind(obj)
+    attrs = getattr(obj, "__dict__", None)
+    attrs = dict(attrs) if type(attrs) is dict and what in ("seq", "map", "set", "object") else None
+    if what == "seq":
+        return what, list(obj), attrs
+    if what == "map":
+        return what, list(obj.items()), getattr(obj, "default_factory", None), attrs
+    if what == "set":
+        return what, list(obj), attrs
+    if what == "frame":
+        return what, obj.__getstate__()
+    if what == "class":
+        return what, {k: v for k, v in vars(obj).items() if k not in ("__dict__", "__weakref__")}
+    if what == "function":
+        return what, obj.__defaults__, obj.__kwdefaults__, dict(vars(obj)), obj.__code__
+    if what == "cell":
+        return what, obj.cell_contents if _full(obj) else EMPTY
+    if what == "object":
+        slots = {name: getattr(obj, name) for name in slot_names(type(obj)) if hasattr(obj, name)}
+        return what, type(obj), attrs, slots
+    return what, Forced(obj)  # buffer, array, extension, opaque: a copy of the object itself
