@@ -21,6 +21,7 @@ from procs import children, exited, wait_until
 import nbtimeout
 from nbtimeout import CellCrashedError, CellTimeoutError
 from nbtimeout._errors import CellResultError
+from nbtimeout._fork.protocol import ChildError
 
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.timeout(120)
@@ -86,7 +87,7 @@ def test_every_outcome_in_one_call_and_the_workers_live_on(client):
     assert results[3].error.signal == "SIGSEGV"
     assert isinstance(results[4].error, ValueError)
     assert str(results[4].error) == "bad item 7"
-    assert 'raise ValueError(f"bad item {arg}")' in str(results[4].error.__cause__)
+    assert 'raise ValueError(f"bad item {arg}")' in str(results[4].error.remote_traceback)
 
 
 def test_each_task_runs_in_a_fork_child_of_a_worker(client):
@@ -111,23 +112,36 @@ class TwoArgsError(Exception):
         super().__init__(a)
 
 
+class LockedError(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
 def carried(kind):
     if kind == "lock":
         return threading.Lock()
     if kind == "two-args":
         raise TwoArgsError("one", "two")
+    if kind == "locked":
+        raise LockedError("mine")
     return kind
 
 
 def test_what_cannot_be_carried_loses_only_its_task(client):
-    results = nbtimeout.map(carried, ["a", "lock", "two-args", "b"], timeout=5, executor=client)
-    assert [o.status for o in results] == ["finished", "failed", "failed", "finished"]
+    results = nbtimeout.map(carried, ["a", "lock", "two-args", "locked", "b"], timeout=5, executor=client)
+    assert [o.status for o in results] == ["finished", "failed", "failed", "failed", "finished"]
     assert results.values() == ["a", "b"]
     assert isinstance(results[1].error, CellResultError)
-    assert "could not be pickled" in str(results[1].error)
-    assert "lock" in str(results[1].error)
-    assert isinstance(results[2].error, CellResultError)
-    assert "TwoArgsError" in str(results[2].error)
+    assert str(results[1].error) == ("the value fn returned, a _thread.lock, could not be pickled to send it "
+                                     "back: TypeError: cannot pickle '_thread.lock' object")
+    assert type(results[2].error).__name__ == "TwoArgsError"
+    assert str(results[2].error) == "one"
+    locked = results[3].error
+    assert isinstance(locked, ChildError)  # fork mode's stand-in: same name and message, says why
+    assert type(locked).__name__ == "LockedError"
+    assert str(locked) == "mine"
+    assert "LockedError could not be carried back" in locked.__notes__[-1]
 
 
 def test_a_memory_limit_per_task(client):
