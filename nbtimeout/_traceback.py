@@ -131,6 +131,18 @@ def _call(code: CodeType, f_globals: dict[str, Any], values: Mapping[str, Any],
     return frame
 
 
+def _def_line(filename: str, lineno: int, name: str) -> int:
+    """Where function ``name`` enclosing ``lineno`` starts, read off the source (a stack dump
+    gives no first line; IPython needs it to show the function's lines); 1 if not found."""
+    import linecache
+
+    header = re.compile(rf"\s*(async\s+)?def\s+{re.escape(name)}\b")
+    for number in range(lineno, 0, -1):
+        if header.match(linecache.getline(filename, number)):
+            return number
+    return 1
+
+
 def attach(error: BaseException, frames: Sequence[tuple[Any, ...]],
            scopes: Sequence[tuple[dict[str, Any], Mapping[str, Any], Any, int]] | None = None,
            made: dict[Any, FrameType] | None = None) -> BaseException:
@@ -149,7 +161,7 @@ def attach(error: BaseException, frames: Sequence[tuple[Any, ...]],
         filename, lineno, name, *more = frames[index]
         if not lineno or lineno <= 0:
             continue
-        qualname, firstlineno, signature = more if len(more) == 3 else (name, lineno, None)
+        qualname, firstlineno, signature = more if len(more) == 3 else (name, _def_line(filename, lineno, name), None)
         if scopes is None:
             f_globals, values, key, line = {"__name__": "__main__"}, FrameLocals({}, {}, NOT_CARRIED), None, lineno
         else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -12,9 +11,9 @@ from typing import Any
 from .._process import memory
 from .._process.forking import LIBC, detach
 from .._where import PACKAGE_DIR as _HERE
-from .._where import frames_of
 from .capture import route_child_output
 from .protocol import BODY, SYNC, Envelope, announce, make_sendable, send_done, set_channel
+from .stackdump import dump_on_sigterm
 
 
 def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w: int, err_w: int,
@@ -25,7 +24,8 @@ def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w
         # SIGTERM first dumps the Python stack from C (so even a C loop reports where it is),
         # then chains to SIG_DFL: the dump is complete before the child dies. A fatal signal
         # (SIGSEGV, SIGABRT ...) dumps the stack the same way, so a crash says where it happened.
-        faulthandler.register(signal.SIGTERM, file=stack_w, all_threads=False, chain=True)
+        # A SIGTERM handler the cell installs keeps the dump in front of it (see stackdump).
+        dump_on_sigterm(stack_w)
         faulthandler.enable(file=stack_w, all_threads=False)
         route_child_output(conn, out_w, err_w, shell, ack=True)
         set_channel(conn)  # outcome() tells the kernel when the user's code runs

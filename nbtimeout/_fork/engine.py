@@ -26,12 +26,13 @@ from .._errors import CellCrashedError, CellTimeoutError
 from .._process.exits import signal_in_dump
 from .._process.forking import exit_fd, exited, fork, kill_group, reap
 from .._process.memory import prepare as prepare_memory
-from .._traceback import attach, format_frames, parse_dump
+from .._traceback import NO_STACK, attach, format_frames, parse_dump
 from .._where import describe_where
 from .capture import Replay, read_dry
 from .child import child_main, outcome, user_frames
 from .errors import CarriedError, rebuild
 from .protocol import BODY, DONE, OWN, PHASE, SYNC, Envelope, recv_done
+from .stackdump import fallback_frames
 
 
 @dataclass
@@ -124,7 +125,7 @@ def _crashed(child: Child) -> CellCrashedError:
     error = CellCrashedError(signum, code, time.monotonic() - child.started)
     frames = user_frames(parse_dump(stack))
     error.where = describe_where(frames)  # type: ignore[attr-defined]
-    return attach(error, frames)  # type: ignore[return-value]
+    return attach(error, frames or fallback_frames())  # type: ignore[return-value]
 
 
 def _read_stack(child: Child) -> str:
@@ -238,9 +239,11 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
     _drain_fds(child, replay)
     _close_all(child)
     frames = user_frames(parse_dump(child.stack_text))
-    error = CellTimeoutError(limit, elapsed, "fork", where=describe_where(frames),
+    error = CellTimeoutError(limit, elapsed, "fork", where=describe_where(frames) if frames else NO_STACK,
                              stack=format_frames(frames) or None)
-    raise attach(error, frames)
+    if not frames:  # say so, and end the traceback at the user's line that started it, not in ours
+        error.__notes__ = [NO_STACK]
+    raise attach(error, frames or fallback_frames())
 
 
 def _close_all(child: Child) -> None:

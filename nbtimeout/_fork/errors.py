@@ -103,13 +103,34 @@ def _message(error: BaseException) -> str:
 
 
 def _pickled(error: BaseException) -> tuple[bytes | None, str]:
-    """``error`` alone, pickled and proven to unpickle (a custom ``__init__`` may refuse its args)."""
-    try:
-        blob = cloudpickle.dumps(error, protocol=5)
-        pickle.loads(blob)
-    except Exception as err:
-        return None, f"{type(err).__name__}: {_message(err)}"
-    return blob, ""
+    """``error`` alone, pickled and proven to unpickle; if its class refuses its own ``args`` (a
+    custom ``__init__``), pickled as class, args and attributes, rebuilt without calling it."""
+    why = ""
+    for payload in (error, _Raw(error)):
+        try:
+            blob = cloudpickle.dumps(payload, protocol=5)
+            pickle.loads(blob)
+            return blob, ""
+        except Exception as err:
+            why = why or f"{type(err).__name__}: {_message(err)}"
+    return None, why
+
+
+class _Raw:
+    """Pickles an exception as ``BaseException.__new__`` and its state: no ``__init__`` runs."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self.error), self.error.args, vars(self.error))
+
+
+def _restore(kind: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    error = BaseException.__new__(kind, *args)
+    error.args = args
+    vars(error).update(state)
+    return error
 
 
 def _scope(frame: Any, with_locals: bool) -> tuple[str | None, bool, dict[str, Any] | None, int, int]:
@@ -220,6 +241,21 @@ def _standin(link: Link, members: list[BaseException]) -> BaseException:
     return error
 
 
+def _home(error: BaseException, link: Link) -> None:
+    """Give a by-value copy of a notebook's exception class back its kernel class, so that
+    ``except MyError`` in the kernel catches what the child raised."""
+    home: Any = sys.modules.get(link.module)
+    for part in link.qualname.split("."):
+        home = getattr(home, part, None)
+    kind = type(error)
+    if isinstance(home, type) and home is not kind and issubclass(home, BaseException) \
+            and home.__qualname__ == kind.__qualname__:
+        try:
+            error.__class__ = home
+        except TypeError:  # another memory layout: keep the copy
+            pass
+
+
 def _scopes(link: Link) -> list[tuple[dict[str, Any], FrameLocals, int, int]]:
     scopes = []
     for module_name, module_level, values, key, line in link.scopes:
@@ -248,6 +284,8 @@ def rebuild(carried: CarriedError) -> BaseException:
                 link.why = f"unpickling it in the kernel failed: {type(err).__name__}: {err}"
         if error is None:
             error = _standin(link, [get(m) for m in link.members])
+        elif given is None:
+            _home(error, link)
         built[i] = error
         attach(error, link.frames, _scopes(link), made)
         for member, j in zip(getattr(error, "exceptions", ()), link.members, strict=False):
