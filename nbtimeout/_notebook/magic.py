@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Generator
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
 
-from .._engines import alarm as _alarm
 from .._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
 from . import budget as _budget
+from . import inkernel as _inkernel
 from . import widget as _widget
-from .cell import compile_cell
 from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
+from .transform import CellHook
 
 
 @magics_class
@@ -25,7 +27,8 @@ class TimeoutMagics(Magics):
     every_cell = Unicode(
         "", help="Arguments of a limit on every cell, as %timeout takes them ('30', '2m -m fork'); "
                  "empty for none.").tag(config=True)
-    grace = Float(1.0, min=0.0, help="Fork mode: seconds between SIGTERM and SIGKILL.").tag(config=True)
+    grace = Float(1.0, min=0.0, help="On a stop: seconds between SIGTERM and SIGKILL for the fork child and "
+                                     "the processes a cell started.").tag(config=True)
     quiet = Bool(False, help="No live countdown widget; only the final banner.").tag(config=True)
     countdown_after = Float(
         1.0, min=0.0, help="Seconds a timed cell runs before its countdown appears; a cell that ends "
@@ -84,16 +87,25 @@ class TimeoutMagics(Magics):
         if cell is None:
             return self._every_cell_magic(line)
         options = self._options(line)
+        if options.awaited:  # the cell's code awaits what we return (see transform.py)
+            return _inkernel.Awaiting(self._timed(line, cell, options))
+        return _inkernel.drive(self._timed(line, cell, options))
+
+    def _timed(self, line: str, cell: str, options: Options) -> Generator[Any, Any, Any]:
+        """The timed run of a cell; a generator that yields only while a cell that awaits waits."""
+        __tracebackhide__ = True
         self._depth += 1
         started, budget = time.monotonic(), self._budget
         try:
-            compiled = compile_cell(self.shell, line, cell, typed=not options.added)  # a SyntaxError shows no countdown
+            # A SyntaxError, or an engine that cannot run here, shows no countdown.
+            options, compiled = _inkernel.prepare(self.shell, line, cell, options)
             options = budget.cap(options) if budget else options
             # The countdown shows the banner of a stopped or crashed cell, and the record of a finished one.
             with _widget.countdown(options, self.shell, self.countdown_after, self._shows_finished(options)):
                 if budget:
                     budget.check()  # spent: stopped before it starts
-                return self._run(options, compiled)
+                value = self._run(options, compiled)
+                return (yield from value.__await__()) if options.awaited else value
         except (CellTimeoutError, CellCrashedError) as err:
             if budget:
                 budget.explain(err, options)
@@ -118,8 +130,9 @@ class TimeoutMagics(Magics):
             from .._fork.cell import run_cell  # imported on first use: signal-only users skip it
 
             return run_cell(compiled, self.shell, options)
-        with _alarm.limited(options.limit):
-            return compiled.run(self.shell.user_ns)
+        if options.awaited:
+            return _inkernel.run_awaited(compiled, self.shell, options)
+        return _inkernel.run(compiled, self.shell, options)
 
     def _every_cell_magic(self, line: str) -> None:
         text = line.strip()
@@ -157,9 +170,25 @@ def load(shell: Any) -> None:
     """Register the magics and the every-cell transformer (idempotent)."""
     if _find(shell) is not None:
         return
-    magics = TimeoutMagics(shell)
+    try:
+        magics = TimeoutMagics(shell)
+    except TraitError:
+        _drop_bad_settings(shell)  # a bad %config value must not keep the extension from loading
+        magics = TimeoutMagics(shell)
     shell.register_magics(magics)
-    shell.input_transformers_cleanup.append(magics.wrap_cell)
+    shell.input_transformers_cleanup.append(CellHook(magics))
+
+
+def _drop_bad_settings(shell: Any) -> None:
+    """Remove the TimeoutMagics settings that are refused from the shell's config, saying which."""
+    section = shell.config.get(TimeoutMagics.__name__, {})
+    probe = TimeoutMagics(None)
+    for name in list(section):
+        try:
+            setattr(probe, name, section[name])
+        except (TraitError, AttributeError) as err:
+            print(f"nbtimeout: ignoring TimeoutMagics.{name} = {section[name]!r}: {err}", file=sys.stderr)
+            del section[name]
 
 
 def unload(shell: Any) -> None:
@@ -167,8 +196,8 @@ def unload(shell: Any) -> None:
     magics = _find(shell)
     if magics is None:
         return
-    if magics.wrap_cell in shell.input_transformers_cleanup:
-        shell.input_transformers_cleanup.remove(magics.wrap_cell)
+    shell.input_transformers_cleanup[:] = [t for t in shell.input_transformers_cleanup
+                                           if getattr(t, "magics", None) is not magics]
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("timeout", None)
     shell.magics_manager.registry.pop(type(magics).__name__, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from .._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
 F = TypeVar("F", bound=Callable[..., Any])
 OFF = "off"
 EVERY_CELL_FLAG = "--every-cell"
+AWAITED_FLAG = "--awaited"
+MAX_MEMORY = 1 << 60  # 1 EiB: beyond any machine, and far inside what RLIMIT_AS can hold
+# A grace of zero (SIGKILL at once) is allowed, as in the grace setting; a limit of zero is not.
+_ZERO = re.compile(r"^\s*\+?(0+(\.0*)?|\.0+)\s*(ms|s|sec|m|min|h)?\s*$", re.IGNORECASE)
 
 
 _ARGUMENTS = [  # top to bottom as in the help
@@ -24,13 +29,16 @@ _ARGUMENTS = [  # top to bottom as in the help
     argument("-m", "--mode", choices=MODES, help="engine: signal (in the kernel) or fork (in a child)"),
     argument("-c", "--continue", dest="keep_going", action="store_true",
              help="on timeout, mark the cell stopped but do not raise, so Run All goes on"),
-    argument("-g", "--grace", help="fork mode: seconds between SIGTERM and SIGKILL (default 1s)"),
+    argument("-g", "--grace", help="on a stop, seconds between SIGTERM and SIGKILL for the fork child and "
+                                   "the processes the cell started; 0 kills at once (default 1s)"),
     argument("--memory", help=f"fork mode: memory the cell may allocate beyond the kernel's: {SIZE_HELP}"),
     argument("-q", "--quiet", action="store_true", help="no live countdown; only the final banner"),
     argument("--budget", help=f"line magic only: a time budget for the rest of the notebook: {DURATION_HELP}; "
                               "each later cell's limit is capped by what is left"),
     # Marks the line the every-cell limit adds, so tracebacks keep the user's own line numbers.
     argument(EVERY_CELL_FLAG, dest="added", action="store_true", help=argparse.SUPPRESS),
+    # Marks a cell whose body awaits at top level: its code awaits the magic (see transform.py).
+    argument(AWAITED_FLAG, dest="awaited", action="store_true", help=argparse.SUPPRESS),
 ]
 
 
@@ -52,6 +60,7 @@ class Options:
     memory: int | None = None
     quiet: bool = False
     added: bool = False  # the magic line was put there by the every-cell limit, not typed
+    awaited: bool = False  # the body awaits at top level and the cell's code awaits the magic
     budget: float | None = None  # the notebook's budget (%timeout --budget), when it capped ``limit``
 
 
@@ -75,14 +84,19 @@ def resolve(args: Any, default_mode: str, default_grace: float, default_quiet: b
     if args.limit is None:
         raise UsageError("%%timeout: give a time limit, e.g. %%timeout 5.01 (" + DURATION_HELP + ")")
     mode = args.mode or default_mode
-    if mode != "fork":
-        for flag, value in (("--grace", args.grace), ("--memory", args.memory)):
-            if value is not None:
-                raise UsageError(f"%%timeout: {flag} works only with --mode fork")
+    if mode != "fork" and args.memory is not None:
+        raise UsageError("%%timeout: --memory works only with --mode fork")
     try:
         limit = parse_duration(args.limit, "limit")
-        grace = parse_duration(args.grace, "--grace") if args.grace is not None else default_grace
+        grace = default_grace if args.grace is None else _grace(args.grace)
         memory = parse_size(args.memory, "--memory") if args.memory is not None else None
     except ValueError as err:
         raise UsageError(f"%%timeout: {err}") from None
-    return Options(limit, mode, args.keep_going, grace, memory, args.quiet or default_quiet, args.added)
+    if memory is not None and memory > MAX_MEMORY:
+        raise UsageError(f"%%timeout: --memory {args.memory} is more than any machine has (at most 1 EiB)")
+    return Options(limit, mode, args.keep_going, grace, memory, args.quiet or default_quiet, args.added,
+                   awaited=args.awaited)
+
+
+def _grace(text: str) -> float:
+    return 0.0 if _ZERO.match(text) else parse_duration(text, "--grace")

@@ -1,0 +1,223 @@
+"""Stop the processes a cell started: SIGTERM, a grace period, SIGKILL, then reap.
+
+A cell run in the kernel (signal engine) starts processes as children of the kernel: ``!cmd``,
+``%%bash``, ``subprocess``, ``os.system``. Before the cell, :class:`Started` notes the kernel's
+direct children; when the cell is stopped, each direct child that is new, with everything below
+it, is stopped. Children that existed before the cell are left alone, and so are nbtimeout's own
+forks (fork mode, ``nbtimeout.map`` workers), which their engines stop and reap themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import threading
+import time
+
+import psutil
+
+from .facilities import PORTABLE
+
+_POLL = 0.01  # seconds between looks at processes that were sent SIGTERM (exits have no event here)
+
+
+def _task_children_files() -> bool:
+    # Reading the kernel's own children files costs microseconds; psutil scans every process.
+    return not PORTABLE and os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
+
+
+_FAST = _task_children_files()
+
+
+def _clock() -> float:
+    """Now, on the clock of psutil's ``create_time`` (on Linux: boot time plus ticks since boot)."""
+    if _BOOTTIME:
+        return _BOOT + time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.time()
+
+
+_BOOTTIME = not PORTABLE and hasattr(time, "CLOCK_BOOTTIME") and os.path.exists("/proc/stat")
+_BOOT = psutil.boot_time() if _BOOTTIME else 0.0
+_TICK = 0.011  # /proc counts start times in 10 ms ticks, rounded down
+
+
+def direct_children() -> set[int]:
+    """Pids of this process's children, live or zombie."""
+    if _FAST:
+        found: set[int] = set()
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as f:
+                found.update(map(int, f.read().split()))
+        return found
+    return {p.pid for p in psutil.Process().children()}
+
+
+def _own_fork(proc: psutil.Process, me: psutil.Process) -> bool:
+    """A child nbtimeout forked: it leads its own process group and runs the kernel's program."""
+    try:
+        return os.getpgid(proc.pid) == proc.pid and proc.cmdline() == me.cmdline()
+    except (psutil.Error, OSError):
+        return False
+
+
+class Started:
+    """The processes started since this object was made; ``stop`` ends them."""
+
+    __slots__ = ("_before", "_lock", "_signalled", "_since")
+
+    def __init__(self) -> None:
+        self._before = direct_children()
+        self._since = _clock() - _TICK
+        self._lock = threading.Lock()
+        self._signalled: set[int] = set()  # direct children we stopped, still to be reaped
+
+    def new(self) -> tuple[list[psutil.Process], set[int]]:
+        """The new direct children (nbtimeout's forks left out) with all their descendants, and
+        the pids of those direct children."""
+        me = psutil.Process()
+        procs, direct = [], set()
+        for pid in direct_children() - self._before:
+            try:
+                child = psutil.Process(pid)
+                if child.status() == psutil.STATUS_ZOMBIE or _own_fork(child, me):
+                    continue
+                # The whole tree first: a grandchild whose parent dies is re-parented out of reach.
+                procs += [child, *child.children(recursive=True)]
+                direct.add(pid)
+            except psutil.Error:
+                continue
+        return procs + self._orphans(me, {p.pid for p in procs}), direct
+
+    def _orphans(self, me: psutil.Process, seen: set[int]) -> list[psutil.Process]:
+        """Processes of the kernel's group started since, whose parent died and left them to init.
+
+        ``subprocess.run`` kills the shell it started when the stop unwinds it: what that shell
+        started lives on, no longer below the kernel, but still in the kernel's process group.
+        """
+        group = os.getpgid(0)
+        found = []
+        for proc in psutil.process_iter(["create_time"]):
+            try:
+                if proc.pid in seen or proc.pid == me.pid or proc.info["create_time"] < self._since:
+                    continue
+                if os.getpgid(proc.pid) == group and me.pid not in {p.pid for p in proc.parents()}:
+                    found.append(proc)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+    def signal(self, grace: float) -> None:
+        """SIGTERM, up to ``grace`` seconds to exit, then SIGKILL; safe from any thread, idempotent."""
+        with self._lock:
+            procs, direct = self.new()
+            if not procs:
+                return
+            self._signalled |= direct
+            _send(procs, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+            left = _wait_gone(procs, grace)
+            if left:
+                _send(left, signal.SIGKILL)
+                _wait_gone(left, 1.0)
+
+    def stop(self, grace: float) -> None:
+        """``signal`` the new processes, then reap the kernel's children among them (main thread)."""
+        self.signal(grace)
+        with self._lock:
+            signalled, self._signalled = self._signalled, set()
+        if signalled:
+            _reap(signalled)
+
+
+def _send(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):  # checks the pid was not reused, then signals
+            proc.send_signal(sig)
+
+
+def _gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _wait_gone(procs: list[psutil.Process], seconds: float) -> list[psutil.Process]:
+    """The processes still running after up to ``seconds`` (not reaped: their parents may be waiting)."""
+    deadline = time.monotonic() + seconds
+    left = [p for p in procs if not _gone(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(_POLL)
+        left = [p for p in left if not _gone(p)]
+    return left
+
+
+def _reap(pids: set[int]) -> None:
+    """Reap exited children: through their ``Popen`` when there is one, so its returncode is true."""
+    import subprocess
+
+    for obj in gc.get_objects():
+        if isinstance(obj, subprocess.Popen) and obj.returncode is None and obj.pid in pids:
+            obj.poll()
+            pids.discard(obj.pid)
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):  # someone else (os.system, asyncio) reaped it
+            os.waitpid(pid, os.WNOHANG)
+
+
+class _Watcher:
+    """One thread that stops a cell's processes at its deadline, for when the kernel cannot.
+
+    A blocking ``os.system()`` waits in C: the alarm's handler runs only when it returns, so the
+    process it waits for must end first. Cells register when they start and cancel when they end.
+    """
+
+    SLACK = 0.05  # after the deadline: the alarm has usually unwound the cell by then
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[int, tuple[float, Started, float]] = {}
+        self._thread: threading.Thread | None = None
+        self._next = 0
+
+    def watch(self, started: Started, deadline: float, grace: float) -> int:
+        """Stop ``started``'s processes at monotonic ``deadline`` unless cancelled first."""
+        with self._cond:
+            self._next += 1
+            self._due[self._next] = (deadline + self.SLACK, started, grace)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="nbtimeout-processes", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._next
+
+    def cancel(self, token: int) -> None:
+        with self._cond:
+            self._due.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = [t for t, (when, _, _) in self._due.items() if when <= now]
+                if not due:
+                    soonest = min((when for when, _, _ in self._due.values()), default=None)
+                    self._cond.wait(None if soonest is None else soonest - now)
+                    continue
+                work = [self._due.pop(t) for t in due]
+            for _, started, grace in work:
+                started.signal(grace)
+
+
+watcher = _Watcher()
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking thread exists in a child: a fresh watcher, and locks nobody holds.
+    global watcher
+    watcher = _Watcher()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,228 @@
+"""A stopped signal cell takes the processes it started with it (issue 10, point 2), in a real kernel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+import pytest
+from kernelclient import Kernel, Result
+from procs import children, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def cell(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _imports(kernel):
+    assert kernel.run("import os, signal, subprocess, sys, time, nbtimeout").status == "ok"
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left(kernel):
+    """Every test ends with the kernel owning no child processes, not even zombies."""
+    yield
+    assert wait_until(lambda: not children(kernel.pid), 3), children(kernel.pid)
+
+
+def running(marker: str) -> list[psutil.Process]:
+    """Processes on this machine whose command line contains ``marker`` (a unique sleep time)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if marker in " ".join(proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+def elapsed(kernel: Kernel) -> float:
+    return kernel.value("time.monotonic() - _t0")
+
+
+# Each starts a process that would run for ~30 s; its sleep time, unique per case, finds it.
+STARTERS = {
+    "shell line": ("!sleep 30.11", "30.11"),
+    "shell line in a pipeline": ("!sleep 30.12 | cat", "30.12"),
+    "bash cell magic": ("%%bash\nsleep 30.13", "30.13"),
+    "Popen.wait": ("subprocess.Popen(['sleep', '30.14']).wait()", "30.14"),
+    "subprocess.run": ("subprocess.run('sleep 30.15', shell=True)", "30.15"),
+    "os.system": ("os.system('sleep 30.16')", "30.16"),
+    "check_output": ("subprocess.check_output(['sleep', '30.17'])", "30.17"),
+}
+
+
+@pytest.mark.parametrize("name", list(STARTERS))
+def test_a_timeout_stops_what_the_cell_started(kernel, name):
+    code, marker = STARTERS[name]
+    assert kernel.run("_t0 = time.monotonic()").status == "ok"
+    result = kernel.run(f"%%timeout 1\n{code}")
+    assert result.ename == "CellTimeoutError", result.traceback
+    # os.system waits in C: a watcher ends its process so system() returns; then the alarm raises
+    assert 0.9 <= elapsed(kernel) <= 1 + 1 + 1.5  # the limit, the grace, room for a busy machine
+    assert wait_until(lambda: not running(marker), 3), running(marker)
+
+
+def test_os_system_ends_within_the_limit_plus_grace_even_if_sigterm_is_ignored(kernel):
+    result = kernel.run(cell("""
+        %%timeout 0.5 -g 0.5
+        _t0 = time.monotonic()
+        os.system("trap '' TERM; sleep 30.21; true")
+    """))
+    assert result.ename == "CellTimeoutError"
+    assert 0.45 <= elapsed(kernel) <= 0.5 + 0.5 + 1.5
+    assert wait_until(lambda: not running("30.21"), 3)
+
+
+def test_grace_zero_kills_at_once(kernel):
+    result = kernel.run(cell("""
+        %%timeout 0.3 -g 0
+        _t0 = time.monotonic()
+        subprocess.run(["bash", "-c", "trap '' TERM; sleep 30.22; true"])
+    """))
+    assert result.ename == "CellTimeoutError"
+    assert elapsed(kernel) <= 0.3 + 1.0
+    assert wait_until(lambda: not running("30.22"), 3)
+
+
+def test_grandchildren_and_a_tree_that_ignores_sigterm_are_stopped(kernel):
+    result = kernel.run(cell("""
+        %%timeout 0.5 -g 0.3
+        p = subprocess.Popen(["bash", "-c", "trap '' TERM; (trap '' TERM; sleep 30.23; true) & sleep 30.24; wait"])
+        p.wait()
+    """))
+    assert result.ename == "CellTimeoutError"
+    assert wait_until(lambda: not running("30.23") and not running("30.24"), 3)
+
+
+def test_the_popen_of_a_stopped_process_tells_how_it_ended(kernel):
+    result = kernel.run("%%timeout 0.5\nstopped_p = subprocess.Popen(['sleep', '30.25'])\nstopped_p.wait()")
+    assert result.ename == "CellTimeoutError"
+    assert kernel.value("stopped_p.returncode") == -signal.SIGTERM  # not 0: it did not succeed
+
+
+def test_processes_from_before_the_cell_are_left_alone(kernel):
+    assert kernel.run("older = subprocess.Popen(['sleep', '30.31'])").status == "ok"
+    try:
+        result = kernel.run("%%timeout 0.5\n!sleep 30.32")
+        assert result.ename == "CellTimeoutError"
+        assert kernel.value("older.poll()") is None
+        assert running("30.31")
+    finally:
+        kernel.run("older.kill(); older.wait()")
+
+
+def test_a_cell_that_finishes_leaves_what_it_started_running(kernel):
+    # Stopping a cell stops what it started; a cell that finished was not stopped.
+    result = kernel.run("%%timeout 1\nserver = subprocess.Popen(['sleep', '30.33'])\n'started'")
+    assert result.status == "ok"
+    try:
+        assert kernel.run("%%timeout 0.3\nwhile True: pass").ename == "CellTimeoutError"
+        assert kernel.value("server.poll()") is None
+    finally:
+        kernel.run("server.kill(); server.wait()")
+
+
+def test_a_cell_whose_own_code_caught_the_stop_of_an_inner_limit_keeps_its_processes(kernel):
+    result = kernel.run(cell("""
+        %%timeout 5
+        helper = subprocess.Popen(['sleep', '30.34'])
+        try:
+            with nbtimeout.timeout(0.2):
+                while True: pass
+        except TimeoutError:
+            inner_caught = True
+        helper.poll()
+    """))
+    assert result.status == "ok", result.traceback
+    try:
+        assert kernel.value("helper.poll()") is None
+    finally:
+        kernel.run("helper.kill(); helper.wait()")
+
+
+def run_interrupted(kernel: Kernel, code: str, ready: Callable[[], bool]) -> Result:
+    """Run ``code``, press ■ once ``ready()`` holds, and return what the front end saw."""
+    results: dict[str, Result] = {}
+    runner = threading.Thread(target=lambda: results.update(result=kernel.run(code)))
+    runner.start()
+    try:
+        assert wait_until(ready, 10)
+    finally:
+        kernel.interrupt()
+        runner.join(30)
+    return results["result"]
+
+
+def test_interrupt_stops_what_the_cell_started(kernel):
+    # SIGINT reaches the kernel's process group; a process that ignores it must still be stopped.
+    code = cell("""
+        %%timeout 30
+        _t0 = time.monotonic()
+        subprocess.Popen(["bash", "-c", "trap '' INT; sleep 30.41; true"]).wait()
+    """)
+    result = run_interrupted(kernel, code, lambda: bool(running("30.41")))
+    assert result.ename == "KeyboardInterrupt"
+    assert wait_until(lambda: not running("30.41"), 3), running("30.41")
+
+
+def test_interrupt_stops_a_shell_line(kernel):
+    run_interrupted(kernel, "%%timeout 30\n!sleep 30.42", lambda: bool(running("30.42")))
+    assert wait_until(lambda: not running("30.42"), 3)
+
+
+def test_fork_children_and_map_workers_in_a_stopped_signal_cell_are_their_engines_own(kernel):
+    result = kernel.run(cell("""
+        %%timeout 1
+        @nbtimeout.timeout(20, mode="fork")
+        def forked():
+            time.sleep(30)
+        forked()
+    """))
+    assert result.ename == "CellTimeoutError"
+    result = kernel.run(cell("""
+        %%timeout 1
+        mapped = nbtimeout.map(time.sleep, [0.1, 0.1], timeout=20, workers=2)
+        while True: pass
+    """))
+    assert result.ename == "CellTimeoutError"
+    assert kernel.run("1").status == "ok"
+
+
+def test_the_kernels_children_are_read_the_same_without_proc():
+    # NBTIMEOUT_PORTABLE=1 takes the psutil path macOS uses; both see the same children.
+    code = ("import subprocess; from nbtimeout._process import tree; p = subprocess.Popen(['sleep', '5']);"
+            "print(p.pid in tree.direct_children(), tree._FAST); p.kill(); p.wait()")
+    for portable, fast in (("0", "True"), ("1", "False")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "NBTIMEOUT_PORTABLE": portable}).stdout.split()
+        assert out == ["True", fast if os.path.exists("/proc/self/task") else "False"]
+
+
+def test_started_leaves_out_nbtimeouts_own_forks():
+    from nbtimeout._process import tree
+    from nbtimeout._process.forking import fork
+
+    started = tree.Started()
+    own = fork(lambda: (time.sleep(30), os._exit(0)))  # type: ignore[func-returns-value]
+    theirs = subprocess.Popen(["sleep", "30.51"])
+    try:
+        assert wait_until(lambda: os.getpgid(own) == own)
+        _procs, direct = started.new()
+        assert direct == {theirs.pid}
+        started.stop(grace=1)
+        assert theirs.returncode == -signal.SIGTERM
+        assert psutil.Process(own).status() != psutil.STATUS_ZOMBIE
+    finally:
+        os.kill(own, signal.SIGKILL)
+        os.waitpid(own, 0)
+        theirs.kill()
+        theirs.wait()
