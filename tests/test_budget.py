@@ -78,7 +78,7 @@ def test_spent_budget_stops_each_further_cell_at_once_and_off_clears_it():
     assert "slept" not in text(cells[2])
     assert "■ Stopped (continuing): %%timeout stopped this cell after " in text(cells[2])
     spent = text(cells[3])
-    assert spent.startswith("■ Stopped (continuing): the notebook's 500 ms budget is spent: this cell did not run")
+    assert spent.startswith("■ Budget spent: the notebook's 500 ms budget is spent: this cell did not run")
     assert "ran after" not in spent
     assert "budget: off" in text(cells[4])
     assert text(cells[5]) == "free: False\n"

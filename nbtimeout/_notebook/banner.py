@@ -74,7 +74,7 @@ def ended(error: BaseException | None, elapsed: float, limit: float, engine: str
     if error is None:
         return "finished", f"in {format_duration(elapsed)} ({_limit(limit, engine, budget)})", None
     if isinstance(error, BudgetSpentError):
-        return ("continued" if keep_going else "spent"), str(error), None
+        return "spent", str(error), None  # with -c too: the cell did not run at all
     if isinstance(error, CellTimeoutError):
         text = (f"%%timeout stopped this cell after {format_duration(error.elapsed)} "
                 f"({_limit(error.limit, error.engine, budget)})")
