@@ -22,6 +22,7 @@ from . import ownfds
 from .facilities import HAS_PIDFD
 
 _status: dict[int, int] = {}  # pid -> read end of its status pipe, in the parent
+_codes: dict[int, int] = {}  # pid -> the exit code it reported, once read
 _REAL_EXIT = os._exit
 _report: tuple[int, int] | None = None  # (pid, status pipe write end) in a child
 
@@ -33,6 +34,7 @@ def before_fork() -> tuple[int, int]:
 def in_child(pipe: tuple[int, int]) -> None:  # pragma: no cover - runs in the child
     global _report
     _status.clear()  # the parent's children, not ours; their fds were closed by ownfds
+    _codes.clear()
     os.close(pipe[0])
     _report = (os.getpid(), ownfds.hold(pipe[1]))
     os._exit = _reporting_exit  # type: ignore[assignment]
@@ -68,6 +70,20 @@ def known(pid: int) -> bool:
     return pid in _status
 
 
+def settle(pid: int) -> None:
+    """Before killing ``pid``'s group: a child that reported its exit code is leaving; let it
+    finish (end of file on its status pipe), or the kill would become its cause of death."""
+    fd = _status[pid]
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 16)
+    except BlockingIOError:  # it said nothing: alive, or killed by a signal
+        return
+    if data:
+        _codes[pid] = data[-1]
+        exited(fd, 1.0)  # microseconds; bounded in case a C-level fork of it holds the pipe
+
+
 def collect(pid: int) -> tuple[int | None, int | None]:
     """Reap ``pid`` (blocking until it exits): (signal number or None, exit code or None).
 
@@ -80,7 +96,8 @@ def collect(pid: int) -> tuple[int | None, int | None]:
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:  # reaped by the system (SIGCHLD ignored) or the program's handler
-            return None, _reported(fd)
+            return None, _codes.pop(pid) if pid in _codes else _reported(fd)
+        _codes.pop(pid, None)
         code = os.waitstatus_to_exitcode(status)
         return (-code if code < 0 else None), code
     finally:

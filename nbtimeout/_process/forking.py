@@ -84,6 +84,7 @@ def reap(pid: int) -> tuple[int | None, int | None] | None:
     """
     if not exits.known(pid):
         return None
+    exits.settle(pid)
     kill_group(pid)  # before reaping: a zombie keeps its pid, so its group id, from being reused
     try:
         return exits.collect(pid)
