@@ -30,6 +30,7 @@ TARGETS = {
     "print in the child → parent": ("latency / raw", ""),
     "cell through a real kernel": ("time / plain cell", "≤ 1.1×"),
     "map: 100 × 20 ms tasks, 2 workers": ("ideal / wall", "≥ 0.85×, not slower than pebble"),
+    "map on Dask: 2-worker LocalCluster": ("time / plain Dask", "≤ 1.25× for the 200 × 20 ms sweep"),
 }
 
 
@@ -153,6 +154,19 @@ def bench_map(rounds: int) -> list[tuple]:
     return rows
 
 
+def bench_dask(rounds: int) -> list[tuple]:
+    """nbtimeout.map(executor=client) against plain client.map, and the cost of a stopped task."""
+    group = "map on Dask: 2-worker LocalCluster"
+    try:
+        from benchmarks import dask_bench
+    except ImportError:
+        return [(group, "nbtimeout.map(executor=client)", "distributed not installed", "", "")]
+    with dask_bench.cluster() as client:
+        cases = dask_bench.cases(client)
+        data = interleave({name: measure for name, (_, measure) in cases.items()}, rounds)
+    return rows_for(group, data, {name: base for name, (base, _) in cases.items() if base})
+
+
 def table(rows: list[tuple]) -> str:
     lines = []
     group = None
@@ -176,7 +190,7 @@ def main() -> None:
     started = time.time()
     rows = (bench_calls(rounds) + bench_abort(rounds) + bench_print(rounds) + bench_transfer(2 if args.quick else 5)
             + bench_large_parent(rounds, sizes) + bench_kernel(rounds, 5 if args.quick else 20)
-            + bench_map(1 if args.quick else 3))
+            + bench_map(1 if args.quick else 3) + bench_dask(1 if args.quick else 3))
     body = table(rows)
     head = (f"# Benchmarks\n\n`python benchmarks/run.py{' --quick' if args.quick else ''}` on {platform.node()}: "
             f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}, "
