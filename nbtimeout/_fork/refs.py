@@ -9,6 +9,7 @@ with the kernel's namespace as their globals, so they see later names and ``glob
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import pickle
@@ -52,6 +53,9 @@ class Registry:
         for name in names:
             if name in deep:
                 self._expand(self.namespace[name], (name,), name)
+        if self.truncated:  # what was seen but not watched travels as a copy: its changes arrive
+            for key in [k for k, p in self.paths.items() if len(p) > 1 and k not in self.expanded]:
+                del self.paths[key], self.objects[key]
 
     def _expand(self, root: Any, path: Path, name: str) -> None:
         todo = [(root, path)]
@@ -68,6 +72,17 @@ class Registry:
                     self.add(child, (*path, step))
                     if id(child) not in self.expanded:
                         todo.append((child, self.paths[id(child)]))
+
+
+    def digest(self, obj: Any) -> bytes | None:
+        """A digest of ``obj``'s pickle, the objects it holds that are registered counting as
+        references (their own changes are theirs); None if it cannot be pickled."""
+        digest = hashlib.blake2b(digest_size=16)
+        try:
+            digest.update(dumps(Forced(obj), self, [], lambda b: digest.update(b.raw())))
+        except Exception:
+            return None
+        return digest.digest()
 
 
 def _key_label(key: Any) -> str:
@@ -88,7 +103,7 @@ def children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
         out += [(item, ("s", n)) for n, item in enumerate(obj)]
     elif isinstance(obj, type):
         if obj.__module__ == "__main__":  # library classes travel by name anyway
-            out += [(v, ("a", k)) for k, v in vars(obj).items()]
+            out += [(v, ("a", k)) for k, v in vars(obj).items() if k not in ("__dict__", "__weakref__")]
         return out
     elif isinstance(obj, types.FunctionType):
         if obj.__globals__ is namespace:
@@ -240,14 +255,17 @@ def _set_function_state(func: types.FunctionType, state: tuple[dict, dict]) -> N
         setattr(func, name, value)
 
 
-def dumps(obj: Any, registry: Registry, buffers: list[pickle.PickleBuffer]) -> bytes:
-    """Pickle ``obj``; buffers of 64 KiB and more are appended to ``buffers`` (out of band)."""
+def dumps(obj: Any, registry: Registry, buffers: list[pickle.PickleBuffer], also: Any = None) -> bytes:
+    """Pickle ``obj``; buffers of 64 KiB and more are appended to ``buffers`` (out of band), and
+    ``also`` sees each of them."""
     from .protocol import OUT_OF_BAND
 
     def keep(buffer: pickle.PickleBuffer) -> bool:
         if buffer.raw().nbytes < OUT_OF_BAND:
             return True
         buffers.append(buffer)
+        if also is not None:
+            also(buffer)
         return False
 
     file = io.BytesIO()

@@ -57,10 +57,11 @@ def _slots(obj: Any) -> Items:
     return Items(getattr(obj, name, EMPTY) for name in slot_names(type(obj)))
 
 
-def fingerprint(obj: Any, before: bool = True) -> Any:
+def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     """What ``obj`` holds now; ``fingerprint(x) == fingerprint(x, before=False)`` while unchanged.
 
     None: nothing to watch (immutable) or nothing that could be watched (unpicklable opaque object).
+    ``digest`` pickles an opaque object (by default with cloudpickle, holding copies of all it holds).
     """
     what = kind(obj)
     if what == "seq":
@@ -86,7 +87,7 @@ def fingerprint(obj: Any, before: bool = True) -> Any:
     if what == "object":
         return what, type(obj), _attrs(obj), _slots(obj)
     if what == "opaque":
-        return what, _digest(obj)
+        return what, (digest or deep_digest)(obj)
     return None  # index, tuple, module ...: nothing in place to watch
 
 
@@ -120,14 +121,15 @@ def _extension(obj: Any, before: bool) -> tuple:
     return parts, arrays
 
 
-def _digest(obj: Any) -> bytes | None:
-    digest = hashlib.blake2b(digest_size=16)
+def deep_digest(obj: Any) -> bytes | None:
+    """A digest of ``obj``'s whole pickle (everything it holds, copied), or None."""
+    hasher = hashlib.blake2b(digest_size=16)
     try:
-        digest.update(cloudpickle.dumps(obj, protocol=5,
-                                        buffer_callback=lambda b: digest.update(b.raw()) and False))
+        hasher.update(cloudpickle.dumps(obj, protocol=5,
+                                        buffer_callback=lambda b: hasher.update(b.raw()) and False))
     except Exception:
         return None
-    return digest.digest()
+    return hasher.digest()
 
 
 def current(obj: Any) -> tuple:

@@ -22,7 +22,7 @@ from .inplace import put_back
 from .procstate import ProcessChanges, ProcessState
 from .protocol import Packed, type_name
 from .refs import Forced, Registry, describe
-from .state import current, fingerprint
+from .state import current, deep_digest, fingerprint
 
 # IPython's own bookkeeping (_, _i3, _3, In, Out ...) is never synced.
 _HISTORY = re.compile(r"^_{1,3}$|^_i{1,3}$|^_i?\d+$|^_(oh|ih|dh)$")
@@ -89,6 +89,7 @@ class Snapshot:
     ids: dict[str, int]
     prints: dict[int, Any]
     process: ProcessState
+    deep: dict[str, bytes | None] = field(default_factory=dict)  # roots too big to walk: whole digests
 
     @classmethod
     def take(cls, namespace: dict[str, Any], hidden: set[str], codes: Iterable[Any], shell: Any,
@@ -99,11 +100,12 @@ class Snapshot:
         prints = {}
         for key in registry.expanded:
             try:
-                prints[key] = fingerprint(registry.objects[key])
+                prints[key] = fingerprint(registry.objects[key], digest=registry.digest)
             except Exception:  # an object that cannot even be looked at: not watched
                 continue
+        deep = {name: deep_digest(namespace[name]) for name in registry.truncated}
         return cls(registry, {n: id(namespace[n]) for n in names}, prints,
-                   ProcessState.take(shell, kernel_random))
+                   ProcessState.take(shell, kernel_random), deep)
 
     def changes(self, namespace: dict[str, Any], hidden: set[str], shell: Any,
                 value: Any = None, has_value: bool = False) -> Changes:
@@ -114,7 +116,7 @@ class Snapshot:
             obj = namespace[name]
             if self.ids.get(name) != id(obj):
                 entries.append(("name", name, obj))  # new or rebound (perhaps to an older object)
-            elif name in self.registry.truncated and self._changed(id(obj)):
+            elif name in self.deep and deep_digest(obj) != self.deep[name]:
                 entries.append(("name", name, Forced(obj)))  # too big to walk: sent whole, a copy
                 out.identity_lost.append(name)
         for key, before in self.prints.items():
@@ -130,7 +132,8 @@ class Snapshot:
     def _changed(self, key: int, before: Any = None) -> bool:
         before = self.prints.get(key) if before is None else before
         try:
-            return not before == fingerprint(self.registry.objects[key], before=False)
+            after = fingerprint(self.registry.objects[key], before=False, digest=self.registry.digest)
+            return before != after
         except Exception:
             return True
 
