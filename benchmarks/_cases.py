@@ -222,3 +222,15 @@ def ballast(nbytes: int) -> list[bytes]:
     """
     return [bytes(4096) for _ in range(nbytes // 4096)]
 
+
+
+# --- a fork cell in a kernel holding large data it only reads (issue 11) -------------------------
+
+LARGE_NAMESPACE = """
+import numpy as np, pandas as pd
+rows = 5_000_000
+bigdf = pd.DataFrame({"i": np.arange(rows), "f": np.random.rand(rows),
+                      "s": np.random.choice(["a", "bb", "ccc"], rows).astype(object)})
+arr = np.random.rand(25_000_000)  # 200 MB
+"""
+READS_LARGE = "%%timeout 60 -q -m fork\nz = len(bigdf) + arr.size"

@@ -29,6 +29,7 @@ TARGETS = {
     "256 MB numpy array back from a fork call": ("throughput / raw", "≥ 0.5×"),
     "print in the child → parent": ("latency / raw", ""),
     "cell through a real kernel": ("time / plain cell", "≤ 1.1×"),
+    "fork cell that only reads large data": ("time / trivial fork cell, empty namespace", "≤ 0.3 s"),
     "map: 100 × 20 ms tasks, 2 workers": ("ideal / wall", "≥ 0.85×, not slower than pebble"),
     "map on Dask: 2-worker LocalCluster": ("time / plain Dask", "≤ 1.25× for the 200 × 20 ms sweep"),
 }
@@ -139,6 +140,35 @@ def bench_kernel(rounds: int, cells: int) -> list[tuple]:
     return rows_for("cell through a real kernel", data, {n: "plain cell" for n in cases if n != "plain cell"})
 
 
+def bench_large_namespace(rounds: int, cells: int) -> list[tuple]:
+    """A fork cell that only reads a 5M-row DataFrame (int, float, str) and a 200 MB array."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from kernelclient import Kernel
+
+    empty, loaded = Kernel(), Kernel()
+    try:
+        for kernel in (empty, loaded):
+            assert kernel.run("%load_ext nbtimeout").status == "ok"
+        assert loaded.run(_cases.LARGE_NAMESPACE, timeout=300).status == "ok"
+
+        def timed(kernel, code: str) -> float:
+            start = time.perf_counter()
+            for _ in range(cells):
+                assert kernel.run(code).status == "ok"
+            return (time.perf_counter() - start) / cells
+
+        base = "trivial fork cell, empty namespace"
+        cases = {base: lambda: timed(empty, "%%timeout 60 -q -m fork\nz = 1"),
+                 "z = len(bigdf) + arr.size, fork cell": lambda: timed(loaded, _cases.READS_LARGE),
+                 "z = len(bigdf) + arr.size, plain cell (for scale)":
+                     lambda: timed(loaded, _cases.READS_LARGE.split("\n", 1)[1])}
+        data = interleave(cases, rounds)
+    finally:
+        empty.shutdown()
+        loaded.shutdown()
+    return rows_for("fork cell that only reads large data", data, {n: base for n in cases if n != base})
+
+
 def bench_map(rounds: int) -> list[tuple]:
     try:
         from benchmarks import map_bench
@@ -190,6 +220,7 @@ def main() -> None:
     started = time.time()
     rows = (bench_calls(rounds) + bench_abort(rounds) + bench_print(rounds) + bench_transfer(2 if args.quick else 5)
             + bench_large_parent(rounds, sizes) + bench_kernel(rounds, 5 if args.quick else 20)
+            + bench_large_namespace(rounds, 3 if args.quick else 5)
             + bench_map(1 if args.quick else 3) + bench_dask(1 if args.quick else 3))
     body = table(rows)
     head = (f"# Benchmarks\n\n`python benchmarks/run.py{' --quick' if args.quick else ''}` on {platform.node()}: "
