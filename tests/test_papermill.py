@@ -39,3 +39,20 @@ def test_notebook_runs_cleanly_with_papermill(source, tmp_path):
     # nothing of the countdown in the saved widget state (the map view in 03 is a widget of its own)
     state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
     assert not [m for m in state.get("state", {}).values() if m["model_name"] in ("FloatProgressModel", "LabelModel")]
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_is_not_modified_by_connecting_a_kernel(source):
+    """JupyterLab rewrites a notebook's kernelspec to the kernel's own on connect, marking it modified
+    as soon as it is opened, when they differ (they did: "Python 3" against "Python 3 (ipykernel)")."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    nb = json.loads(source.read_text())
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert nb["metadata"]["kernelspec"] == {"display_name": spec.display_name, "language": spec.language,
+                                            "name": "python3"}
+    assert "widgets" not in nb["metadata"] or source.stem == "03-hopeless-scenarios"  # the map view's
+    assert nb["nbformat"] == 4
+    assert nb["nbformat_minor"] == 5
+    assert all("id" in cell for cell in nb["cells"])
+    assert source.read_text().endswith("}\n")
