@@ -21,7 +21,6 @@ from ._where import Frames
 
 # faulthandler's dump: '  File "/x/y.py", line 12 in func' (most recent call first)
 _DUMPED = re.compile(r'^\s*File "(?P<file>.*)", line (?P<line>\d+) in (?P<name>.*)$')
-_FRAME_NAME = "__nbtimeout_frame__"
 # Said by a rebuilt frame whose locals did not travel (a stopped or crashed child dumps only lines).
 NOT_CARRIED = "the fork child's variables were not carried back for this frame"
 # ``where`` of a stop or crash whose child dumped no stack.
@@ -81,33 +80,61 @@ def signature_of(code: CodeType) -> Signature | None:
 
 
 @functools.lru_cache(maxsize=4096)  # a deep recursion repeats a few frames thousands of times
-def _frame_code(filename: str, line: int, name: str, qualname: str, firstlineno: int,
-                signature: Signature | None) -> CodeType:
-    """Code whose frame stands at ``line`` of ``filename`` and returns itself (or stores itself).
+def _frame_code(filename: str, line: int, lines: tuple[int, ...], name: str, qualname: str,
+                firstlineno: int, signature: Signature | None) -> CodeType:
+    """Code that stops at ``line`` of ``filename`` (returning its frame, or raising), with an
+    instruction on each of ``lines`` (the lines where the child's frame was met in a chain).
 
-    Compiled from line 1, then shifted: co_firstlineno is the function's own, as IPython's frame
-    display (stack_data) looks the function up by name and first line. A function keeps its
-    parameter names, which IPython shows (``in load(path)``).
+    co_firstlineno is the function's own, as IPython's frame display (stack_data) looks the
+    function up by name and first line; a function keeps its parameter names, which IPython
+    shows (``in load(path)``). ``__import__`` stands for "true" (a builtin nobody shadows).
     """
-    first = firstlineno if 0 < firstlineno <= line else line
-    if signature is None:
-        code = compile("\n" * (line - first) + f"{_FRAME_NAME} = {_GET_FRAME}", filename, "exec")
-    else:
-        names, positional, kwonly, varargs, varkw = signature
+    function = signature is not None
+    stop = f"return {_GET_FRAME}" if function else "raise __import__"
+    first = min(firstlineno, line) if firstlineno > 0 else 1
+    text = [""] * (max(line, *lines) - first + 1)
+    indent = " " if function else ""
+    for number in sorted({*lines, line}):
+        if number > first or not function:
+            text[number - first] = indent + (f"if __import__: {stop}" if number == line else "__import__")
+    if function:
+        names, positional, kwonly, varargs, varkw = signature  # type: ignore[misc]
         slots = [f"_{i}" for i in range(len(names))]
-        params = slots[:positional]
-        star = slots[positional + kwonly] if varargs else ""
-        if varargs or kwonly:
-            params.append("*" + star)
-        params += slots[positional:positional + kwonly]
-        if varkw:
-            params.append("**" + slots[-1])
-        body = ("\n" + "\n" * (line - first - 1) + " ") if line > first else " "
-        module = compile(f"def _f({', '.join(params)}):{body}return {_GET_FRAME}", filename, "exec")
-        code = next(c for c in module.co_consts if isinstance(c, CodeType))
+        star = ["*" + (slots[positional + kwonly] if varargs else "")] if varargs or kwonly else []
+        params = slots[:positional] + star
+        params += slots[positional:positional + kwonly] + (["**" + slots[-1]] if varkw else [])
+        text[0] = f"def _f({', '.join(params)}):" + (f" {stop}" if line == first else "")
+    code = compile("\n".join(text), filename, "exec")
+    if function:
+        code = next(c for c in code.co_consts if isinstance(c, CodeType))
         code = code.replace(co_varnames=names + code.co_varnames[len(names):])
     extra = {"co_qualname": qualname} if hasattr(code, "co_qualname") else {}
-    return code.replace(co_name=name, co_firstlineno=first, **extra)
+    code = code.replace(co_name=name, co_firstlineno=first, **extra)
+    return _without_columns(code) if hasattr(code, "co_positions") else code
+
+
+def _without_columns(code: CodeType) -> CodeType:
+    """``code`` with lines but no columns: Python's traceback then underlines nothing (our
+    columns are not the source's). The location table format of CPython 3.11+ (Objects/locations.md):
+    per run of at most 8 code units, a header byte ``0x80 | code << 3 | units - 1``; code 13 has
+    no columns and a zigzag varint line delta, code 15 no location at all."""
+    table, previous = bytearray(), code.co_firstlineno
+    for start, end, line in code.co_lines():
+        units = (end - start) // 2
+        while units > 0:
+            chunk = min(units, 8)
+            if line is None:
+                table.append(0x80 | 15 << 3 | chunk - 1)
+            else:
+                table.append(0x80 | 13 << 3 | chunk - 1)
+                delta, previous = line - previous, line
+                value = -delta << 1 | 1 if delta < 0 else delta << 1
+                while value >= 64:
+                    table.append(64 | value & 63)
+                    value >>= 6
+                table.append(value)
+            units -= chunk
+    return code.replace(co_linetable=bytes(table))
 
 
 def _call(code: CodeType, f_globals: dict[str, Any], values: Mapping[str, Any],
@@ -116,8 +143,11 @@ def _call(code: CodeType, f_globals: dict[str, Any], values: Mapping[str, Any],
     if signature is None:
         if isinstance(values, FrameLocals):
             values._globals = f_globals
-        exec(code, f_globals, values)
-        return values.pop(_FRAME_NAME)  # type: ignore[attr-defined]
+        try:
+            exec(code, f_globals, values)
+        except TypeError as stopped:  # "raise __import__": exceptions must derive from BaseException
+            return stopped.__traceback__.tb_next.tb_frame  # type: ignore[union-attr]
+        raise AssertionError("a rebuilt frame did not stop")
     names, positional, kwonly, varargs, varkw = signature
     given = [values.get(n, NotCarried()) for n in names]
     args = given[:positional]
@@ -129,6 +159,11 @@ def _call(code: CodeType, f_globals: dict[str, Any], values: Mapping[str, Any],
     frame = types.FunctionType(code, f_globals)(*args, **kwargs)
     frame.f_locals.update({k: v for k, v in values.items() if k not in names})  # kept: not fast slots
     return frame
+
+
+def _lasti(code: CodeType, lineno: int, default: int) -> int:
+    """The first instruction of ``code`` on ``lineno`` (what a traceback entry points at)."""
+    return next((start for start, _end, line in code.co_lines() if line == lineno), default)
 
 
 def _def_line(filename: str, lineno: int, name: str) -> int:
@@ -144,16 +179,17 @@ def _def_line(filename: str, lineno: int, name: str) -> int:
 
 
 def attach(error: BaseException, frames: Sequence[tuple[Any, ...]],
-           scopes: Sequence[tuple[dict[str, Any], Mapping[str, Any], Any, int]] | None = None,
+           scopes: Sequence[tuple[dict[str, Any], Mapping[str, Any], Any, int, tuple[int, ...]]] | None = None,
            made: dict[Any, FrameType] | None = None) -> BaseException:
     """``error`` with a traceback made of ``frames`` (outermost first); returns ``error``.
 
     A frame is ``(filename, lineno, name)``, optionally followed by ``qualname, firstlineno,
-    signature`` (see ``signature_of``). ``scopes[i]`` is ``(f_globals, f_locals, key, line)`` for
-    frame ``i``; without it the frame's locals say they were not carried back. Entries with the
-    same ``key`` (one frame of the child, met in several exceptions of a chain) share one rebuilt
-    frame, kept in ``made``, standing at ``line`` (where the child's frame last was), as IPython
-    shows a shared frame.
+    signature`` (see ``signature_of``). ``scopes[i]`` is ``(f_globals, f_locals, key, line,
+    lines)`` for frame ``i``; without it the frame's locals say they were not carried back.
+    Entries with the same ``key`` (one frame of the child, met in several exceptions of a chain
+    at ``lines``) share one rebuilt frame, kept in ``made``, standing at ``line`` (where the
+    child's frame last was): IPython shows a shared frame at that line, Python's traceback module
+    each entry at its own.
     """
     made = {} if made is None else made
     tb: TracebackType | None = None
@@ -163,16 +199,18 @@ def attach(error: BaseException, frames: Sequence[tuple[Any, ...]],
             continue
         qualname, firstlineno, signature = more if len(more) == 3 else (name, _def_line(filename, lineno, name), None)
         if scopes is None:
-            f_globals, values, key, line = {"__name__": "__main__"}, FrameLocals({}, {}, NOT_CARRIED), None, lineno
+            f_globals, values, key, line, lines = ({"__name__": "__main__"}, FrameLocals({}, {}, NOT_CARRIED),
+                                                   None, lineno, (lineno,))
         else:
-            f_globals, values, key, line = scopes[index]
+            f_globals, values, key, line, lines = scopes[index]
         frame = None if key is None else made.get(key)
         if frame is None:
-            code = _frame_code(filename, line or lineno, name, qualname, firstlineno, signature)
+            code = _frame_code(filename, line or lineno, lines, name, qualname, firstlineno, signature)
             frame = _call(code, f_globals, values, signature)
             if key is not None:
                 made[key] = frame
-        tb = TracebackType(tb, frame, frame.f_lasti, lineno)
+        lasti = frame.f_lasti if lineno == frame.f_lineno else _lasti(frame.f_code, lineno, frame.f_lasti)
+        tb = TracebackType(tb, frame, lasti, lineno)
     error.__traceback__ = None
     return error.with_traceback(tb)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .. import _streams
 from .protocol import CLEAR, DISPLAY, STREAM
 
 
@@ -79,6 +80,8 @@ def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any, a
     streams = {"stdout": PipeStream(conn, "stdout"), "stderr": PipeStream(conn, "stderr")}
     for name, stream in streams.items():
         old = getattr(sys, name)
+        if not _streams.usable(old):  # None or closed: the cell finds it as the kernel has it
+            continue
         # Loggers and others may hold the kernel's own stream object: make it write here too.
         if hasattr(old, "pub_thread"):
             old.write, old.flush = stream.write, stream.flush
@@ -132,12 +135,11 @@ class Replay:
             self.text(name, text)
 
     def text(self, name: str, text: str) -> None:
-        getattr(sys, name).write(text)
+        _streams.write(name, text)  # dropped where the program set the stream to None or closed it
 
     def flush(self) -> None:
         """Send the text now rather than at the kernel stream's next flush tick: output is live."""
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _streams.flush("stdout", "stderr")
 
     def message(self, kind: str, *fields: Any) -> None:
         """A STREAM, DISPLAY or CLEAR message."""
@@ -147,7 +149,7 @@ class Replay:
         self.drain()
         self.flush()
         try:
-            if self._shell is None:
+            if self._shell is None or not _streams.can_display():  # displays go where text goes
                 return
             if kind == DISPLAY:
                 data, metadata, transient, update = fields

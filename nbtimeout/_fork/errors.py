@@ -3,8 +3,7 @@
 In the child, ``carry`` describes the exception and everything linked to it (``__cause__``,
 ``__context__``, an exception group's members) one by one: each travels pickled on its own, so
 one that cannot be pickled (or unpickled) is replaced by a stand-in keeping its type name and
-message, and the rest of the chain still arrives. Frames travel as (file, line, function) with
-the innermost frames' locals, small plain values as themselves and anything else as its repr.
+message, and the rest of the chain still arrives. Frames travel as ``frames`` describes them.
 In the kernel, ``rebuild`` links the exceptions again and gives each its rebuilt traceback.
 """
 
@@ -12,55 +11,20 @@ from __future__ import annotations
 
 import builtins
 import pickle
-import reprlib
 import sys
 import traceback
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import cloudpickle
 
-from .._traceback import FrameLocals, RemoteTraceback, attach, signature_of
-from .._where import PACKAGE_DIR
+from .._traceback import RemoteTraceback, attach
+from .frames import frames_of_traceback, scopes
 from .protocol import ChildError
 
 MAX_LINKS = 64  # exceptions in one chain (groups included)
-MAX_FRAMES = 5000  # per exception: a deep recursion keeps its outermost 50 and innermost frames
-LOCALS_DEPTH = 20  # innermost frames of each exception whose locals travel
-MAX_LOCALS = 200  # names per frame
-PLAIN = (type(None), bool, int, float, complex, str, bytes)
-_SHORT = reprlib.Repr()
-_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict = 2000, 2000, 30, 30
-NOT_DEEP = f"only the {LOCALS_DEPTH} innermost frames' variables are carried back from the fork child"
 STANDIN_NOTE = ("nbtimeout: the fork child's {name} could not be carried back ({why}); "
                 "this stand-in keeps its type name and message")
-
-
-class ChildRepr:
-    """A local that stayed in the fork child: shows the repr it had there."""
-
-    def __init__(self, value: Any) -> None:
-        self.type_name = type(value).__qualname__
-        try:
-            self.text = _SHORT.repr(value)
-        except Exception as err:  # a broken __repr__ must not cost the error itself
-            self.text = f"<{self.type_name} object; its repr failed: {err!r}>"
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def _portable(value: Any, depth: int = 0) -> bool:
-    """Small plain data (numbers, short strings, small containers of them) travels as itself."""
-    kind = type(value)
-    if kind in PLAIN:
-        return not isinstance(value, (str, bytes)) or len(value) <= 10_000
-    if kind in (tuple, list, set, frozenset) and depth < 3 and len(value) <= 100:
-        return all(_portable(v, depth + 1) for v in value)
-    if kind is dict and depth < 3 and len(value) <= 100:
-        return all(_portable(k, depth + 1) and _portable(v, depth + 1) for k, v in value.items())
-    return False
 
 
 @dataclass
@@ -133,47 +97,13 @@ def _restore(kind: type[BaseException], args: tuple[Any, ...], state: dict[str, 
     return error
 
 
-def _scope(frame: Any, with_locals: bool) -> tuple[str | None, bool, dict[str, Any] | None, int, int]:
-    """(module name, module level?, locals or None, the frame's key, the line it stands at)."""
-    module_level = frame.f_code.co_flags & 0x3 == 0 and frame.f_locals is frame.f_globals
-    values = None
-    if with_locals and not module_level:
-        values = {}
-        for name, value in list(frame.f_locals.items())[:MAX_LOCALS]:
-            values[name] = value if _portable(value) else ChildRepr(value)
-    return frame.f_globals.get("__name__"), module_level, values, id(frame), frame.f_lineno
-
-
-def _frames(tb: TracebackType | None, seen: dict[Any, Any]) -> tuple[list[Any], list[Any]]:
-    """The frames of ``tb`` outside nbtimeout, with their scopes; ``seen`` is shared by a chain."""
-    entries = []
-    while tb is not None:
-        if not tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR) and tb.tb_lineno:
-            entries.append(tb)
-        tb = tb.tb_next
-    if len(entries) > MAX_FRAMES:
-        entries = entries[:50] + entries[50 - MAX_FRAMES:]
-    frames, scopes = [], []
-    for depth, entry in enumerate(reversed(entries)):
-        frame, code = entry.tb_frame, entry.tb_frame.f_code
-        # One tuple per place and one scope per frame: repeats pickle as references.
-        frames.append(seen.setdefault((id(code), entry.tb_lineno), (
-            code.co_filename, entry.tb_lineno, code.co_name, getattr(code, "co_qualname", code.co_name),
-            code.co_firstlineno, signature_of(code))))
-        scope = seen.get(id(frame))
-        if scope is None or (scope[2] is None and not scope[1] and depth < LOCALS_DEPTH):
-            scope = seen[id(frame)] = _scope(frame, depth < LOCALS_DEPTH)
-        scopes.append(scope)
-    return frames[::-1], scopes[::-1]
-
-
 def _link(error: BaseException, in_group: bool, seen: dict[Any, Any]) -> Link:
     base = next(c for c in type(error).__mro__ if c.__module__ == "builtins")
     blob, why = (None, "") if in_group else _pickled(error)
     notes = getattr(error, "__notes__", None)
     link = Link(blob, type(error).__module__, type(error).__qualname__, base.__name__, _message(error),
                 [str(n) for n in notes] if isinstance(notes, list) else [], why)
-    link.frames, link.scopes = _frames(error.__traceback__, seen)
+    link.frames, link.scopes = frames_of_traceback(error.__traceback__, seen)
     link.suppress_context = error.__suppress_context__
     return link
 
@@ -256,21 +186,14 @@ def _home(error: BaseException, link: Link) -> None:
             pass
 
 
-def _scopes(link: Link) -> list[tuple[dict[str, Any], FrameLocals, int, int]]:
-    scopes = []
-    for module_name, module_level, values, key, line in link.scopes:
-        module = sys.modules.get(module_name or "")
-        f_globals = getattr(module, "__dict__", None)
-        if not isinstance(f_globals, dict):
-            f_globals = {"__name__": module_name}
-        missing = None if module_level or values is not None else NOT_DEEP
-        scopes.append((f_globals, FrameLocals(values or {}, f_globals, missing), key, line))
-    return scopes
-
-
 def rebuild(carried: CarriedError) -> BaseException:
     """The child's exception with its chain, tracebacks and (in ``remote_traceback``) its text."""
     links, built, made = carried.links, {}, {}  # made: rebuilt frames, shared across the chain
+    met: dict[int, set[int]] = {}  # the lines at which each child frame was met, in any link
+    for link in links:
+        for (_file, lineno, *_rest), (*_scope, key, _line) in zip(link.frames, link.scopes, strict=True):
+            met.setdefault(key, set()).add(lineno)
+    lines = {key: tuple(sorted(found)) for key, found in met.items()}
 
     def get(i: int, given: BaseException | None = None) -> BaseException:
         if i in built:
@@ -287,7 +210,7 @@ def rebuild(carried: CarriedError) -> BaseException:
         elif given is None:
             _home(error, link)
         built[i] = error
-        attach(error, link.frames, _scopes(link), made)
+        attach(error, link.frames, scopes(link.scopes, lines), made)
         for member, j in zip(getattr(error, "exceptions", ()), link.members, strict=False):
             get(j, member)
         error.__cause__ = None if link.cause is None else get(link.cause)

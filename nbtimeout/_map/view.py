@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from .. import _streams
 from .._units import format_duration
 
 COLOURS = {"pending": "#d0d0d0", "running": "#3b82f6", "finished": "#22a34a", "stopped": "#f59e0b",
@@ -112,9 +113,8 @@ class View:
                 self.write(index, name, rest + "\n")
 
     def emit(self, name: str, text: str) -> None:
-        stream = getattr(sys, name)
-        stream.write(text)
-        stream.flush()
+        _streams.write(name, text)  # dropped where the program set the stream to None or closed it
+        _streams.flush(name)
 
     def message(self, kind: str, *fields: Any) -> None:
         """A task's ``display()``; its ``clear_output()`` is dropped, it would clear every task's."""
@@ -134,12 +134,12 @@ class LineView(View):
 
     def draw(self, final: bool) -> None:
         with self._lock:
-            sys.stderr.write("\r\x1b[K" + self.summary() + ("\n" if final else ""))
-            sys.stderr.flush()
+            _streams.write("stderr", "\r\x1b[K" + self.summary() + ("\n" if final else ""))
+            _streams.flush("stderr")
 
     def emit(self, name: str, text: str) -> None:
         with self._lock:
-            sys.stderr.write("\r\x1b[K")
+            _streams.write("stderr", "\r\x1b[K")
             super().emit(name, text)
 
 
@@ -186,7 +186,7 @@ def shell() -> Any:
 
 def open_view(total: int, limit: float, workers: int | str) -> View:
     """The widget in a kernel, a progress line on a terminal, nothing otherwise; started."""
-    if getattr(shell(), "kernel", None) is not None:
+    if getattr(shell(), "kernel", None) is not None and _streams.can_display():
         try:
             view: View = WidgetView(total, limit, workers)
         except ImportError:  # no ipywidgets: the output and the results still work
@@ -195,7 +195,7 @@ def open_view(total: int, limit: float, workers: int | str) -> View:
             # Redraw less often for big maps: each redraw sends every square.
             view.start(0.1 + total / 5000)
         return view
-    if sys.stderr.isatty():
+    if _streams.usable(sys.stderr) and sys.stderr.isatty():
         view = LineView(total, limit, workers)
         view.start(0.2)
         return view
