@@ -18,11 +18,17 @@ from . import ownfds
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guardian.py")
 _ctrl: socket.socket | None = None  # inherited by forked children: nested levels register here too
 _watches: dict[int, int] = {}  # child pid -> write end of its watch pipe
+_session: int | None = None  # the guard leads no group of ours: its session is named for its starter
+
+
+def session() -> int | None:
+    """The guard's session id (``os.getsid`` of the guard process), for tests and bug reports."""
+    return _session
 
 
 def ensure() -> bool:
     """Start the guard unless it is running; False if it cannot be started here."""
-    global _ctrl
+    global _ctrl, _session
     if _ctrl is not None:
         try:
             _ctrl.send(b"P")
@@ -48,7 +54,7 @@ def ensure() -> bool:
         theirs.close()
         os.close(life_r)
     ownfds.hold(life_w)  # the guard's sign that we live: only this process may hold it
-    _ctrl = ours
+    _ctrl, _session = ours, guardian.pid
     return True
 
 
