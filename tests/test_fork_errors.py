@@ -134,6 +134,19 @@ def test_function_names_and_parameters_in_every_frame(kernel):
     assert "During handling of the above exception, another exception occurred" in result.traceback
 
 
+def test_api_error_of_a_notebook_class_is_caught_by_that_class(kernel):
+    result = kernel.run(cell("""
+        @nbtimeout.timeout(5, mode="fork")
+        def fails():
+            raise TwoArgs(3, 4)
+        try:
+            fails()
+        except TwoArgs as e:
+            caught = (type(e) is TwoArgs, str(e), e.a, e.__notes__ if hasattr(e, "__notes__") else None)"""))
+    assert result.status == "ok", result.traceback
+    assert kernel.value("caught") == (True, "3-4", 3, None)
+
+
 def _python_rendering(stderr: str) -> str:
     """IPython 9 prints exception groups with Python's traceback module: keep what follows
     the frames of the magic, with the cells' file names made equal."""
