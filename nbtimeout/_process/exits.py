@@ -113,9 +113,10 @@ def _reported(fd: int) -> int | None:
     return data[-1] if data else None
 
 
-_FATAL = {"Segmentation fault": signal.SIGSEGV, "Floating-point exception": signal.SIGFPE,
-          "Floating point exception": signal.SIGFPE, "Aborted": signal.SIGABRT,
-          "Bus error": signal.SIGBUS, "Illegal instruction": signal.SIGILL}
+_FATAL = {text: getattr(signal, name) for text, name in (
+    ("Segmentation fault", "SIGSEGV"), ("Floating-point exception", "SIGFPE"),
+    ("Floating point exception", "SIGFPE"), ("Aborted", "SIGABRT"), ("Bus error", "SIGBUS"),
+    ("Illegal instruction", "SIGILL")) if hasattr(signal, name)}
 
 
 def signal_in_dump(text: str) -> int | None:

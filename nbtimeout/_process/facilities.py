@@ -14,12 +14,19 @@ from typing import Any
 
 PORTABLE: bool = os.environ.get("NBTIMEOUT_PORTABLE", "").strip() not in ("", "0")
 
-LIBC = ctypes.CDLL(None)
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None)  # the C library this process already loaded
+    except (OSError, TypeError):  # Windows: no such handle (and no fork to use it for)
+        return None
+
+
+LIBC: Any = _libc()
 PR_SET_PDEATHSIG = 1
 
 
 def _prctl() -> Callable[..., Any] | None:
-    return None if PORTABLE else getattr(LIBC, "prctl", None)
+    return None if PORTABLE or LIBC is None else getattr(LIBC, "prctl", None)
 
 
 # A pidfd becomes readable when the process exits: an exact exit event (Linux 5.3+, Python 3.9+).

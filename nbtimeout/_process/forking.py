@@ -65,13 +65,16 @@ def detach(parent: int) -> None:  # pragma: no cover - runs in the child
     """In the child: lead a process group, die with the kernel, and let SIGTERM kill."""
     os.setpgid(0, 0)
     if PRCTL is not None:  # the guard does this everywhere; the kernel's own signal is quicker still
-        PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        PRCTL(PR_SET_PDEATHSIG, SIGKILL)
     if os.getppid() != parent:  # the kernel died before we were watched
         os._exit(1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+SIGKILL = getattr(signal, "SIGKILL", 9)  # so that this module imports where there is no fork (Windows)
+
+
+def kill_group(pgid: int, sig: int = SIGKILL) -> None:
     """Signal a process group that may be gone already."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

@@ -12,10 +12,14 @@ holding the GIL) still ends in ``MemoryError``, only later. The kernel says so i
 from __future__ import annotations
 
 import ctypes
-import resource
 import sys
 import threading
 from typing import Any
+
+try:
+    import resource
+except ImportError:  # Windows: no fork either, so no child to limit
+    resource = None  # type: ignore[assignment]
 
 from .facilities import PROC_STATUS
 
@@ -31,7 +35,7 @@ _current: Limit | None = None
 
 def enforced() -> bool:
     """Whether --memory is a hard limit here (RLIMIT_AS) rather than a watch."""
-    return PROC_STATUS is not None and hasattr(resource, "RLIMIT_AS")
+    return PROC_STATUS is not None and resource is not None and hasattr(resource, "RLIMIT_AS")
 
 
 def prepare(extra: int) -> None:
