@@ -162,6 +162,22 @@ CASES = {
     "new objects shared between names": (
         "", "a = []; b = a\nx = [1]; d = {'x': x}", "", "(a is b, d['x'] is x)", (True, True)),
     "deleted names": ("gone = 1; kept = 2", "del gone", "", "('gone' in globals(), kept)", (False, 2)),
+    "mutable default argument": (
+        "def remember(x, seen=[]):\n    seen.append(x)\n    return list(seen)", "remember(1)", "", "remember(2)", [1, 2]),
+    "function attribute counter": (
+        "def f(): pass\nf.calls = 0", "f.calls += 1", "", "f.calls", 1),
+    "instance's class reassigned": (
+        "class A0: pass\nclass B0: pass\nobj = A0(); al = obj", "obj.__class__ = B0", "",
+        "(type(al) is B0, al is obj)", (True, True)),
+    "method of an earlier class mutates its instance": (
+        "class Acc:\n    def __init__(self): self.items = []\n    def add(self, x): self.items.append(x)\nacc = Acc()",
+        "acc.add(1)", "acc.add(2)", "acc.items", [1, 2]),
+    "string column of a DataFrame changed in place": (
+        "df = pd.DataFrame({'s': ['a', 'b']}, dtype=object); col = df['s']",
+        "df.loc[1, 's'] = 'z'", "", "df['s'].tolist()", ["a", "z"]),
+    "large array written in one element": (
+        "big = np.zeros(1_000_000); view = big[10:20]", "big[15] = 3", "",
+        "(view[5].item(), float(big.sum()), view.base is big)", (3.0, 3.0, True)),
     # 4. random state
     "random: the kernel's state, and it goes on": (
         "random.seed(0)", "x = random.random()", "y = random.random()", "(x, y)",
@@ -231,6 +247,14 @@ def test_generator_is_named_and_the_rest_arrives(kernel):
     assert kernel.value("(also, 'gen' in globals())") == (2, False)
 
 
+def test_generator_the_cell_advanced_is_named(kernel):
+    run_ok(kernel, "counter = iter(range(10))\nsquares = (i * i for i in range(10))")
+    warning = run_ok(kernel, FORK + "first = next(squares)\nalso = next(counter)")
+    assert warning.count("\n") == 1, warning
+    assert "squares (generator" in warning, warning
+    assert kernel.value("(first, also, next(counter))") == (0, 0, 1)  # a list iterator does come back
+
+
 def test_cells_unpicklable_value_is_a_result_error_and_names_still_arrive(kernel):
     result = kernel.run(FORK + "import threading\nset_before = 1\nthreading.Lock()")
     assert (result.status, result.ename) == ("error", "CellResultError"), result.traceback
@@ -248,6 +272,7 @@ def test_array_that_changes_shape_loses_identity_and_says_so(kernel):
 def test_what_cannot_come_back_is_named_in_one_line(kernel):
     run_ok(kernel, "%matplotlib inline\nimport matplotlib, matplotlib.pyplot as plt, threading, time")
     warning = run_ok(kernel, FORK + cell("""
+        %load_ext autoreload
         plt.switch_backend('agg')
         plt.rcParams['lines.linewidth'] = 7
         t = threading.Thread(target=time.sleep, args=(30,), name='sleeper', daemon=True); t.start()
@@ -255,6 +280,7 @@ def test_what_cannot_come_back_is_named_in_one_line(kernel):
     assert warning.count("\n") == 1, warning
     assert "matplotlib backend" in warning, warning
     assert "sleeper" in warning, warning
+    assert "%load_ext autoreload" in warning, warning
     assert kernel.value("(matplotlib.rcParams['lines.linewidth'], 'inline' in matplotlib.get_backend())") == (
         7.0, True)
 

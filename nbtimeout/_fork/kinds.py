@@ -67,6 +67,8 @@ def kind(obj: Any) -> str:
         return "function"
     if isinstance(obj, types.CellType):
         return "cell"
+    if isinstance(obj, (types.GeneratorType, types.CoroutineType)):
+        return "generator"
     if isinstance(getattr(obj, "__dict__", None), dict) or _has_slots(type(obj)):
         return "object"
     return "opaque"

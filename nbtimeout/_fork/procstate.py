@@ -129,7 +129,8 @@ class ProcessState:
         if self.numpy is not None and not _same_numpy_state(self.numpy, numpy_now):
             out.numpy = numpy_now
         self._matplotlib(out)
-        out.lost += [f"%load_ext {name}" for name in sorted(_extensions(shell) - self.extensions)]
+        out.lost += [f"%load_ext {name.removeprefix('IPython.extensions.')}"
+                     for name in sorted(_extensions(shell) - self.extensions)]
         threads = [t.name for t in threading.enumerate() if t.ident not in self.threads and t.is_alive()]
         if threads:
             out.lost.append(f"threads {', '.join(threads)} (they stop with the fork child)")

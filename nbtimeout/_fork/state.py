@@ -86,6 +86,9 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
         return what, Items((obj.cell_contents,)) if _full(obj) else EMPTY
     if what == "object":
         return what, type(obj), _attrs(obj), _slots(obj)
+    if what == "generator":  # cannot be pickled, but whether it ran on can be seen (and named)
+        frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None)
+        return what, None if frame is None else frame.f_lasti
     if what == "opaque":
         return what, (digest or deep_digest)(obj)
     return None  # index, tuple, module ...: nothing in place to watch

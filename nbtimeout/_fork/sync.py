@@ -90,6 +90,7 @@ class Snapshot:
     prints: dict[int, Any]
     process: ProcessState
     deep: dict[str, bytes | None] = field(default_factory=dict)  # roots too big to walk: whole digests
+    _by_path: dict[Any, Any] | None = None
 
     @classmethod
     def take(cls, namespace: dict[str, Any], hidden: set[str], codes: Iterable[Any], shell: Any,
@@ -162,8 +163,10 @@ class Snapshot:
     def _packed(self, entries: list[tuple[str, Any, Any]], namespace: dict[str, Any]) -> Packed:
         buffers: list[pickle.PickleBuffer] = []
         data = refs.dumps(entries, self.registry, buffers)
-        by_path = {path: self.registry.objects[key] for key, path in self.registry.paths.items()}
-        refs.loads(data, namespace, [b.raw() for b in buffers], lookup=by_path.__getitem__)
+        if self._by_path is None:
+            self._by_path = {path: self.registry.objects[key] for key, path in self.registry.paths.items()}
+        # Unpickled here too, with paths resolved in the child: what would fail in the kernel fails now.
+        refs.loads(data, namespace, [b.raw() for b in buffers], lookup=self._by_path.__getitem__)
         return Packed(data, buffers)
 
 
