@@ -170,7 +170,8 @@ CASES = {
         "class A0: pass\nclass B0: pass\nobj = A0(); al = obj", "obj.__class__ = B0", "",
         "(type(al) is B0, al is obj)", (True, True)),
     "method of an earlier class mutates its instance": (
-        "class Acc:\n    def __init__(self): self.items = []\n    def add(self, x): self.items.append(x)\nacc = Acc()",
+        "class Acc:\n    def __init__(self): self.items = []\n"
+        "    def add(self, x): self.items.append(x)\nacc = Acc()",
         "acc.add(1)", "acc.add(2)", "acc.items", [1, 2]),
     "string column of a DataFrame changed in place": (
         "df = pd.DataFrame({'s': ['a', 'b']}, dtype=object); col = df['s']",
