@@ -163,7 +163,8 @@ CASES = {
         "", "a = []; b = a\nx = [1]; d = {'x': x}", "", "(a is b, d['x'] is x)", (True, True)),
     "deleted names": ("gone = 1; kept = 2", "del gone", "", "('gone' in globals(), kept)", (False, 2)),
     "mutable default argument": (
-        "def remember(x, seen=[]):\n    seen.append(x)\n    return list(seen)", "remember(1)", "", "remember(2)", [1, 2]),
+        "def remember(x, seen=[]):\n    seen.append(x)\n    return list(seen)",
+        "remember(1)", "", "remember(2)", [1, 2]),
     "function attribute counter": (
         "def f(): pass\nf.calls = 0", "f.calls += 1", "", "f.calls", 1),
     "instance's class reassigned": (
