@@ -102,6 +102,44 @@ class Kernel:
             reply = self.client.get_shell_msg(timeout=timeout)
         return Result(reply["content"], messages)
 
+    def run_answering(self, code: str, answers: list[str | None], timeout: float = 60) -> Result:
+        """Run ``code`` with stdin allowed, answering each ``input_request`` with the next answer.
+
+        An answer of None leaves that prompt unanswered. The prompts asked are in ``.prompts``,
+        as ``(prompt, password)``, in order.
+        """
+        msg_id = self.client.execute(code, allow_stdin=True)
+        messages: list[dict[str, Any]] = []
+        prompts: list[tuple[str, bool]] = []
+        pending = list(answers)
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no idle status within {timeout}s for {code!r}")
+            while self.client.stdin_channel.msg_ready():
+                request = self.client.get_stdin_msg(timeout=1)
+                if request["msg_type"] != "input_request":
+                    continue
+                prompts.append((request["content"]["prompt"], request["content"]["password"]))
+                answer = pending.pop(0) if pending else None
+                if answer is not None:
+                    self.client.input(answer)
+            try:
+                msg = self.client.get_iopub_msg(timeout=0.05)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            messages.append(msg)
+        reply = self.client.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.client.get_shell_msg(timeout=timeout)
+        result = Result(reply["content"], messages)
+        result.prompts = prompts  # type: ignore[attr-defined]
+        return result
+
     def value(self, expr: str) -> Any:
         """``expr`` evaluated in the kernel, sent back through repr and literal_eval."""
         import ast

@@ -2,9 +2,10 @@
 
 Text, from ``print`` as from C code or subprocesses, goes through fd 1/2, two OS pipes the kernel
 reads directly: one channel per stream, so ``print`` and raw writes keep their order. ``display`` and
-``clear_output`` travel as messages on the Pipe; the kernel reads the fd pipes dry before it shows
-one. With ``ack`` the child then waits for the kernel's word that it was shown, so no text written
-after a display can be read before it: text and displays keep their order.
+``clear_output`` travel as messages on the Pipe, and so do comms (comms.py) and prompts (stdin.py);
+the kernel reads the fd pipes dry before it handles one. With ``ack`` the child then waits for the
+kernel's word that it was shown, so no text written after a display can be read before it: text,
+displays and widget updates keep their order (an ``Output`` widget captures the right prints).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import codecs
 import io
 import os
 import sys
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import _streams
-from .protocol import CLEAR, DISPLAY, STREAM
+from .comms import child_send, iopub_sockets, publish
+from .protocol import CLEAR, DISPLAY, INPUT, IOPUB, STREAM
+from .stdin import answer, child_input_request
 
 
 class PipeStream(io.TextIOBase):
@@ -44,34 +48,60 @@ class PipeStream(io.TextIOBase):
         return self._fd
 
 
+class Courier:
+    """The child's end of the Pipe for messages: one sender at a time (threads of the child too:
+    a nested cell's countdown, a map grid, tqdm's monitor), each waiting for the kernel's word.
+
+    ``ack``: the kernel answers every message (fork mode); a ``map`` worker's kernel does not.
+    """
+
+    def __init__(self, conn: Connection, ack: bool) -> None:
+        self._conn, self.ack = conn, ack
+        self._lock = threading.Lock()
+
+    def post(self, message: tuple[Any, ...]) -> None:
+        """Send; with ``ack`` return once it was shown, so text written from now on comes after it."""
+        with self._lock:
+            self._conn.send(message)
+            if self.ack:
+                self._conn.recv_bytes()
+
+    def ask(self, message: tuple[Any, ...]) -> Any:
+        """Send and return the kernel's reply (only where the kernel answers: ``ack``)."""
+        with self._lock:
+            self._conn.send(message)
+            return self._conn.recv()
+
+
 class PipePublisher:
     """The child's display publisher: ``display()``, updates and ``clear_output`` as messages."""
 
     is_publishing = False
 
-    def __init__(self, conn: Connection, ack: bool = False) -> None:
-        self._conn, self._ack = conn, ack
+    def __init__(self, courier: Courier) -> None:
+        self._courier = courier
 
     def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, *,
                 transient: dict[str, Any] | None = None, update: bool = False, **_: Any) -> None:
-        self._send((DISPLAY, data, metadata or {}, transient or {}, update))
+        self._courier.post((DISPLAY, data, metadata or {}, transient or {}, update))
 
     def clear_output(self, wait: bool = False) -> None:
-        self._send((CLEAR, wait))
+        self._courier.post((CLEAR, wait))
 
-    def _send(self, message: tuple[Any, ...]) -> None:
-        self._conn.send(message)
-        if self._ack:
-            self._conn.recv_bytes()  # shown: text written from now on comes after it
+    def set_parent(self, parent: Any) -> None:
+        """The kernel shows the child's displays under the cell's own request (ipywidgets'
+        ``Output`` sets it to that same request)."""
 
     def __getattr__(self, name: str) -> Any:  # anything else IPython asks of a publisher
         raise AttributeError(name)
 
 
 def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any, ack: bool = False) -> None:
-    """In the child, before user code: point fd 1/2, sys streams and display at the kernel.
+    """In the child, before user code: point fd 1/2, sys streams, display, comms and prompts at
+    the kernel.
 
-    ``ack``: ``conn`` is duplex and the kernel answers each display (see the module's docstring).
+    ``ack``: ``conn`` is duplex and the kernel answers each message (see the module's docstring);
+    without it (``map`` workers) ``input()`` raises StdinNotImplementedError.
     """
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
@@ -88,20 +118,15 @@ def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any, a
         setattr(sys, name, stream)
     if shell is None:
         return
-    publisher = PipePublisher(conn, ack)
-    shell.display_pub = publisher
+    courier = Courier(conn, ack)
+    kernel = getattr(shell, "kernel", None)
+    if getattr(kernel, "session", None) is not None:
+        # The kernel's sockets belong to the kernel: the kernel sends comms and prompts for us.
+        kernel.session.send = child_send(courier.post, iopub_sockets(shell))
+        kernel._input_request = child_input_request(courier.ask if ack else None)
+    shell.display_pub = PipePublisher(courier)
     if hasattr(shell, "displayhook"):
         shell.displayhook.write_output_prompt = lambda: None
-    kernel = getattr(shell, "kernel", None)
-    session = getattr(kernel, "session", None)
-    if session is not None:
-        # The kernel's sockets belong to the kernel: comms (widgets) cannot work from a child.
-        session.send = _no_sockets
-
-
-def _no_sockets(*args: Any, **kwargs: Any) -> None:
-    raise RuntimeError("nbtimeout: a fork cell cannot open widgets or comms; display them from a "
-                       "signal-mode or untimed cell")
 
 
 def read_dry(fd: int, write: Callable[[bytes], None]) -> bool:
@@ -119,13 +144,16 @@ def read_dry(fd: int, write: Callable[[bytes], None]) -> bool:
 class Replay:
     """In the kernel: write what the child sent into the current cell, in order.
 
-    ``drain`` reads the child's fd pipes dry; it is called before each display so text written
-    before it is shown before it.
+    ``drain`` reads the child's fd pipes dry; it is called before each message so text written
+    before it is shown before it. ``shown`` tells the child a message was handled; ``reply``
+    sends the answer to a prompt. ``deadline`` (monotonic; the engine moves it) bounds the wait at a prompt.
     """
 
     def __init__(self, shell: Any, drain: Callable[[], None] = lambda: None,
-                 shown: Callable[[], None] = lambda: None) -> None:
-        self._shell, self.drain, self.shown = shell, drain, shown
+                 shown: Callable[[], None] = lambda: None, reply: Callable[[Any], None] = lambda _: None,
+                 deadline: float | None = None) -> None:
+        self._shell, self.drain, self.shown, self.reply = shell, drain, shown, reply
+        self.deadline = deadline
         self._decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
 
     def raw(self, name: str, data: bytes) -> None:
@@ -142,12 +170,18 @@ class Replay:
         _streams.flush("stdout", "stderr")
 
     def message(self, kind: str, *fields: Any) -> None:
-        """A STREAM, DISPLAY or CLEAR message."""
+        """A STREAM, DISPLAY, CLEAR, IOPUB or INPUT message.
+
+        INPUT may raise ``stdin.PromptExpiredError``: the limit passed at the prompt.
+        """
         if kind == STREAM:
             self.text(*fields)
             return
         self.drain()
         self.flush()
+        if kind == INPUT:
+            self.reply(answer(*fields, deadline=self.deadline))
+            return
         try:
             if self._shell is None or not _streams.can_display():  # displays go where text goes
                 return
@@ -156,5 +190,7 @@ class Replay:
                 self._shell.display_pub.publish(data, metadata, transient=transient, update=update)
             elif kind == CLEAR:
                 self._shell.display_pub.clear_output(*fields)
+            elif kind == IOPUB:
+                publish(self._shell, *fields)
         finally:
             self.shown()

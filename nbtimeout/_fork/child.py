@@ -10,10 +10,12 @@ from typing import Any
 
 from .._process import memory
 from .._process.forking import LIBC, detach
+from .._process.openfiles import flush_child_files
 from .._where import PACKAGE_DIR as _HERE
 from .capture import route_child_output
 from .protocol import BODY, SYNC, Envelope, announce, make_sendable, send_done, set_channel
 from .stackdump import dump_on_sigterm
+from .threads import guard_kernel_threads
 
 
 def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w: int, err_w: int,
@@ -29,10 +31,12 @@ def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w
         faulthandler.enable(file=stack_w, all_threads=False)
         route_child_output(conn, out_w, err_w, shell, ack=True)
         set_channel(conn)  # outcome() tells the kernel when the user's code runs
+        guard_kernel_threads()
         if memory is not None:
             _limit_memory(memory)
         envelope = work()
         _unlimit_memory()
+        flush_child_files()  # os._exit flushes no file object: what the cell wrote must arrive
         # C stdio buffers first: the kernel stops reading fd 1/2 soon after the envelope arrives.
         LIBC.fflush(None)
         _send(conn, envelope)

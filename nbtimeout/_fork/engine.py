@@ -33,6 +33,7 @@ from .child import child_main, outcome, user_frames
 from .errors import CarriedError, rebuild
 from .protocol import BODY, DONE, OWN, PHASE, SYNC, Envelope, recv_done
 from .stackdump import fallback_frames
+from .stdin import PromptExpiredError
 
 
 @dataclass
@@ -101,7 +102,10 @@ def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
                 if fd in ready and _read_dry(fd, name, replay):
                     selector.unregister(fd)
             if child.conn.fileno() in ready or child.pidfd in ready:
-                envelope = _drain(child, replay, limit)
+                try:
+                    envelope = _drain(child, replay, limit)
+                except PromptExpiredError:  # the limit passed while the kernel asked for input
+                    return None
                 if envelope is not None:
                     return envelope
             replay.flush()
@@ -221,7 +225,8 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
     if started is not None:
         started(child.pid)
     replay = Replay(shell, drain=lambda: _drain_fds(child, replay),
-                    shown=lambda: _acknowledge(child))
+                    shown=lambda: _acknowledge(child), reply=child.conn.send,
+                    deadline=child.started + limit)
     try:
         envelope = wait(child, limit, replay)
     except BaseException:  # KeyboardInterrupt (the ■ button), a crash, anything: no child survives

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from .._errors import NO_FORK, EngineUnavailableError
-from . import exits, guard
+from . import exits, guard, openfiles
 from .exits import exit_fd, exited
 from .facilities import LIBC, PR_SET_PDEATHSIG, PRCTL
 
@@ -37,6 +37,7 @@ def fork(child: Callable[[], NoReturn]) -> int:
             with contextlib.suppress(Exception):
                 stream.flush()
     LIBC.fflush(None)
+    openfiles.before_fork()  # file buffers too (before gc.freeze: it scans the kernel's objects)
     status, watch = exits.before_fork(), guard.before_fork()
     gc.freeze()  # the child's collector then leaves the kernel's objects (and their pages) alone
     try:
