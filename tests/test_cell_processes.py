@@ -150,16 +150,21 @@ def test_a_cell_whose_own_code_caught_the_stop_of_an_inner_limit_keeps_its_proce
 
 
 def run_interrupted(kernel: Kernel, code: str, ready: Callable[[], bool]) -> Result:
-    """Run ``code``, press ■ once ``ready()`` holds, and return what the front end saw."""
-    results: dict[str, Result] = {}
-    runner = threading.Thread(target=lambda: results.update(result=kernel.run(code)))
-    runner.start()
+    """Run ``code``, press ■ once ``ready()`` holds, and return what the front end saw.
+
+    ■ is what jupyter_client sends for it: SIGINT to the kernel's process group (from a plain
+    thread: the kernel client and its event loops stay on this one).
+    """
+    def press() -> None:
+        if wait_until(ready, 10):
+            os.killpg(os.getpgid(kernel.pid), signal.SIGINT)
+
+    presser = threading.Thread(target=press)
+    presser.start()
     try:
-        assert wait_until(ready, 10)
+        return kernel.run(code)
     finally:
-        kernel.interrupt()
-        runner.join(30)
-    return results["result"]
+        presser.join()
 
 
 def test_interrupt_stops_what_the_cell_started(kernel):

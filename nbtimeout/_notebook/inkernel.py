@@ -14,7 +14,9 @@ import ast
 import asyncio
 import dataclasses
 import inspect
+import signal
 import sys
+import threading
 import time
 from collections.abc import Coroutine, Generator
 from typing import Any
@@ -97,15 +99,26 @@ def awaits(body: str, shell: Any) -> bool:
 
 
 class _Guard:
-    """Around one timed run: the processes it starts, and whether any of its limits fired."""
+    """Around one timed run: the processes it starts, whether any of its limits fired, and
+    whether ■ was pressed (code such as IPython's ``!cmd`` swallows the KeyboardInterrupt)."""
 
-    __slots__ = ("fired", "options", "processes", "started", "token")
+    __slots__ = ("_sigint", "fired", "interrupted", "options", "processes", "started", "token")
 
     def __init__(self, options: Options) -> None:
-        self.options, self.fired = options, False
+        self.options, self.fired, self.interrupted = options, False, False
         self.started = time.monotonic()
         self.processes = Started()
         self.token = watcher.watch(self.processes, self.started + options.limit, options.grace)
+        self._sigint: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+        if callable(self._sigint):
+            self._sigint(signum, frame)
+        elif self._sigint == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
     def left(self) -> float:
         return max(self.started + self.options.limit - time.monotonic(), MIN_STEP)
@@ -114,7 +127,9 @@ class _Guard:
         """Stop what the run started if it was stopped; CellTimeoutError if a limit fired."""
         __tracebackhide__ = True
         watcher.cancel(self.token)
-        stopped = isinstance(error, (CellTimeoutError, KeyboardInterrupt, asyncio.CancelledError))
+        if self._sigint is not None:
+            signal.signal(signal.SIGINT, self._sigint)
+        stopped = self.interrupted or isinstance(error, (CellTimeoutError, KeyboardInterrupt))
         if self.fired or stopped:
             self.processes.stop(self.options.grace)
         if self.fired and not isinstance(error, CellTimeoutError):
