@@ -1,145 +1,146 @@
-"""Signal engine: a stack of deadlines over one ``setitimer(ITIMER_REAL)``.
+"""The in-kernel engines, signal and thread: one arm/cancel pair over the watchdog's deadlines.
 
-Arming the first deadline saves the SIGALRM handler and any running itimer; cancelling the last
-one stops the timer *before* putting the handler back (SIGALRM under ``SIG_DFL`` kills the
-kernel), then restarts the saved itimer with the time it has left.
+The engines differ only in how a due deadline is delivered (``delivery.py``): a private signal to
+the main thread, or an exception set in the deadline's own thread. ``auto`` takes the signal where
+it can be used (the main thread of a POSIX process) and the thread engine elsewhere (Windows,
+kernel subshells, any other thread).
 """
 
 from __future__ import annotations
 
-import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
-from types import CodeType, FrameType, TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
-from .._errors import NO_SIGALRM, NO_SIGNAL_THREAD, CellTimeoutError, EngineUnavailableError, _Expired
-from .._where import PACKAGE_DIR as _HERE
+from .._errors import CellTimeoutError, EngineUnavailableError, _Expired
 from .._where import trim_tail
+from . import watchdog
+from .delivery import CALLERS, SIGNAL, THREAD, SignalDelivery, ThreadDelivery
+from .watchdog import REFIRE, Deadline, cancel
 
-# A fired deadline whose _Expired was swallowed (a bare ``except:``) fires again this often.
-REFIRE = 0.05
+__all__ = ["GRACE", "REFIRE", "Deadline", "arm", "calls_user_code", "cancel", "check_available",
+           "choose", "disarm", "fired", "limited"]
 
-
-class Deadline:
-    """One armed limit: seconds, when it started and expires (monotonic), whether it fired."""
-
-    __slots__ = ("expires", "fired", "limit", "started")
-
-    def __init__(self, limit: float, now: float) -> None:
-        self.limit, self.started, self.expires, self.fired = limit, now, now + limit, False
-
-
-_stack: list[Deadline] = []
-# While any deadline is armed: the SIGALRM handler, the itimer (delay, interval) and when we took it.
-_saved: tuple[Any, float, float, float] | None = None
-# nbtimeout frames that only call user code (the decorator's wrapper). Innermost at the alarm, they
-# mean a C function of the user's is running (``timeout(1)(time.sleep)``): unwind, do not defer.
-_CALLERS: set[CodeType] = set()
+GRACE = 1.0  # seconds a stopped block's cleanup (finally:, __exit__) runs before the stop is raised again
+_COROUTINE = 0x80 | 0x100 | 0x200  # CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
 
 
 def calls_user_code(func: Callable[..., object]) -> Callable[..., object]:
-    """Mark ``func`` as a frame the alarm may unwind: it runs no bookkeeping of ours."""
-    _CALLERS.add(func.__code__)
+    """Mark ``func`` as a frame the stop may unwind: it runs no bookkeeping of ours."""
+    CALLERS.add(func.__code__)
     return func
 
 
-def check_available() -> None:
-    """Raise EngineUnavailableError when SIGALRM cannot be used from here."""
-    if not hasattr(signal, "setitimer"):
-        raise EngineUnavailableError(NO_SIGALRM)
-    if threading.current_thread() is not threading.main_thread():
-        raise EngineUnavailableError(NO_SIGNAL_THREAD.format(thread=threading.current_thread().name))
+def choose(mode: str = "auto") -> SignalDelivery | ThreadDelivery:
+    """The delivery for ``mode`` on the calling thread; EngineUnavailableError naming what works."""
+    if mode != "thread":
+        reason = SIGNAL.unavailable()
+        if reason is None:
+            return SIGNAL
+        if mode == "signal":
+            raise EngineUnavailableError(reason)
+    reason = THREAD.unavailable()
+    if reason is not None:
+        raise EngineUnavailableError(reason)
+    return THREAD
 
 
-def arm(limit: float) -> Deadline:
-    """Start a deadline ``limit`` seconds from now; nests inside any already armed."""
-    global _saved
-    now = time.monotonic()
-    deadline = Deadline(limit, now)
-    if _stack:
-        _stack.append(deadline)
-        _schedule()
-        return deadline
-    try:
-        setitimer = signal.setitimer  # looked up first: nothing may change if it is missing
-        handler = signal.signal(signal.SIGALRM, _on_alarm)
-    except (AttributeError, ValueError):  # no SIGALRM here, or not the main thread: say which
-        check_available()
-        raise
-    # One call arms ours and hands back the itimer that was running, to restart it afterwards.
-    delay, interval = setitimer(signal.ITIMER_REAL, limit, REFIRE)
-    _saved = (handler, delay, interval, now)
-    _stack.append(deadline)
+def check_available(mode: str = "auto") -> str:
+    """The engine ``mode`` resolves to here ("signal" or "thread"), or EngineUnavailableError."""
+    return choose(mode).name
+
+
+def arm(limit: float, mode: str = "auto", grace: float = GRACE, owner: FrameType | None = None) -> Deadline:
+    """Start a deadline ``limit`` seconds from now for the block running in frame ``owner``.
+
+    Its stop is raised only while ``owner`` runs (None: anywhere on this thread).
+    """
+    engine = choose(mode)
+    if engine is SIGNAL and not watchdog.stacks.get(threading.get_ident()):
+        engine.prepare(None)
+    deadline = watchdog.arm(limit, engine, grace, owner)
+    if engine is THREAD:
+        engine.prepare(deadline)
+    if owner is not None and owner.f_code.co_flags & _COROUTINE:
+        _note_task(deadline)
     return deadline
 
 
-def cancel(deadline: Deadline) -> None:
-    """Stop ``deadline``; after the last one, restore the saved handler and itimer."""
-    global _saved
-    if _stack and _stack[-1] is deadline:
-        _stack.pop()
-    elif deadline in _stack:
-        _stack.remove(deadline)
-    if _stack:
-        _schedule()
-        return
-    signal.setitimer(signal.ITIMER_REAL, 0)  # before the handler: SIGALRM under SIG_DFL kills
-    saved, _saved = _saved, None
-    if saved is None:
-        return
-    handler, delay, interval, at = saved
-    signal.signal(signal.SIGALRM, handler)
-    if delay:
-        # A timer that would have fired meanwhile fires now, as late as we held it.
-        signal.setitimer(signal.ITIMER_REAL, max(delay - (time.monotonic() - at), 1e-6), interval)
+def _note_task(deadline: Deadline) -> None:
+    # A coroutine's block: while it waits in the event loop, the stop is the cancel of its task.
+    asyncio = sys.modules.get("asyncio")
+    loop = asyncio and asyncio._get_running_loop()
+    if loop is not None:
+        deadline.loop, deadline.task = loop, asyncio.current_task(loop)
+
+
+def fired(deadline: Deadline) -> bool:
+    """Whether ``deadline`` expired and its stop was delivered (however the code took it)."""
+    return deadline.fired
 
 
 def disarm(deadline: Deadline, exc: BaseException | None, tb: TracebackType | None) -> bool:
     """End ``deadline`` as a with-block ends: CellTimeoutError if it is what stopped the body."""
     __tracebackhide__ = True
+    stack = watchdog.stacks.get(deadline.ident) or []
+    inner = stack[stack.index(deadline) + 1:] if deadline in stack else []
     cancel(deadline)
-    if isinstance(exc, _Expired) and exc.args[0] is deadline:
-        error = CellTimeoutError(deadline.limit, time.monotonic() - deadline.started, "signal")
-        raise error.with_traceback(trim_tail(tb)) from None
+    if isinstance(exc, _Expired):
+        by = exc.args[0] if exc.args else getattr(exc, "deadline", None)
+        # A stop of an inner block whose exit could not convert it (it landed as that exit began).
+        if by is deadline or by in inner:
+            raise _timeout_error(by, exc, tb) from None
+        return False
+    if deadline.task_cancelled and exc is not None and type(exc).__name__ == "CancelledError":
+        uncancel = getattr(deadline.task, "uncancel", None)  # Python 3.11+: was it only our cancel?
+        if uncancel is None or uncancel() == 0:
+            raise _timeout_error(deadline, exc, tb) from None
     return False
 
 
-def _schedule(floor: float = 1e-6) -> None:
-    now = time.monotonic()
-    soonest = min(now + REFIRE if d.fired else d.expires for d in _stack)
-    signal.setitimer(signal.ITIMER_REAL, max(soonest - now, floor), REFIRE)
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    if frame is not None and frame.f_code not in _CALLERS and frame.f_code.co_filename.startswith(_HERE):
-        # Never unwind nbtimeout's own bookkeeping (a limit being cancelled): try again shortly.
-        _schedule(floor=1e-3)
-        return
-    now = time.monotonic()
-    # The outermost expired deadline wins: an inner handler must not absorb an outer limit.
-    for due in _stack:
-        if due.expires <= now:
-            # The itimer's interval fires again every REFIRE seconds until the deadline is
-            # cancelled, in case a bare ``except:`` swallows what we raise.
-            due.fired = True
-            raise _Expired(due)
-    _schedule()  # early wake-up (timer granularity): go back to sleep
+def _timeout_error(deadline: Deadline, exc: BaseException, tb: TracebackType | None) -> CellTimeoutError:
+    # Where the limit hit: the first stop of this deadline, not a refire that landed in cleanup.
+    first, earlier = exc, exc.__context__
+    while isinstance(earlier, _Expired) and (earlier.args[:1] == (deadline,)
+                                             or getattr(earlier, "deadline", None) is deadline):
+        first, earlier = earlier, earlier.__context__
+    error = CellTimeoutError(deadline.limit, time.monotonic() - deadline.started, deadline.engine.name)
+    return error.with_traceback(trim_tail(tb if first is exc else first.__traceback__))
 
 
 class limited:  # noqa: N801 - reads as a with-statement
-    """``with limited(0.5):`` raises CellTimeoutError (with the body's traceback) past 0.5 s."""
+    """``with limited(0.5):`` raises CellTimeoutError (with the body's traceback) past 0.5 s.
 
-    __slots__ = ("_deadline", "seconds")
+    Also ``async with``: in a coroutine the stop is raised while its code runs, and its task is
+    cancelled while it waits; either way the block ends in CellTimeoutError.
+    """
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    __slots__ = ("_deadline", "grace", "mode", "seconds")
+
+    def __init__(self, seconds: float, mode: str = "auto", grace: float = GRACE) -> None:
+        self.seconds, self.mode, self.grace = seconds, mode, grace
 
     def __enter__(self) -> Deadline:
-        self._deadline = arm(self.seconds)
+        self._deadline = arm(self.seconds, self.mode, self.grace, sys._getframe(1))
         return self._deadline
 
     def __exit__(self, etype: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         __tracebackhide__ = True
         return disarm(self._deadline, exc, tb)
+
+    async def __aenter__(self) -> Deadline:
+        self._deadline = arm(self.seconds, self.mode, self.grace, sys._getframe(1))
+        return self._deadline
+
+    async def __aexit__(self, etype: type | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        __tracebackhide__ = True
+        return disarm(self._deadline, exc, tb)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "_stack":  # the main thread's deadlines, as tests and older callers read them
+        return watchdog.stacks.get(threading.main_thread().ident, [])
+    raise AttributeError(name)

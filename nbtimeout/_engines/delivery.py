@@ -1,0 +1,184 @@
+"""How a due deadline stops its code: a private signal to the main thread, or an exception set in
+the deadline's own thread. The watchdog picks neither: each deadline carries the one chosen for it.
+
+Both raise only where the limited block's own code runs: never inside nbtimeout's bookkeeping
+(that would leave a deadline half-cancelled), never inside a trace or profile function (CPython
+drops a tracer that raises), never at a debugger prompt (the limit waits while a debugger is
+active), and never while the block's coroutine or generator is suspended (the event loop or the
+consumer runs then).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any
+
+from .._errors import NO_ASYNC_EXC, NO_SIGNAL, NO_SIGNAL_THREAD, _Expired
+from .._where import PACKAGE_DIR
+from . import watchdog
+from .watchdog import BUSY, GONE, HOLD, SENT, STOPPED, Deadline
+
+# nbtimeout frames that only call user code (the decorator's wrapper). Innermost at the stop, they
+# mean a C function of the user's is running (``timeout(1)(time.sleep)``): stop there.
+CALLERS: set[CodeType] = set()
+# Where arming and cancelling happen: the engines and the API over them.
+BOOKKEEPING = {os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+               for name in ("alarm.py", "watchdog.py", "delivery.py")} | {os.path.join(PACKAGE_DIR, "_api.py")}
+
+
+def classify(frame: FrameType | None, deadline: Deadline, tracers: tuple[Any, Any]) -> str:
+    """May ``deadline``'s stop be raised in code whose innermost frame is ``frame``? A verdict."""
+    if frame is None:
+        return GONE
+    code = frame.f_code
+    if code not in CALLERS and code.co_filename.startswith(PACKAGE_DIR):
+        return BUSY  # nbtimeout's bookkeeping (a limit being armed or cancelled)
+    debuggers = _debugger_files()
+    if debuggers and any(_is_debugger(t) for t in tracers):
+        return HOLD  # pdb stepping through the block
+    tracer_codes = {_code_of(t) for t in tracers if t is not None}
+    owner = deadline.owner
+    while frame is not None:
+        if frame is owner:
+            return STOPPED
+        code = frame.f_code
+        if code in tracer_codes:
+            return BUSY
+        if code.co_filename in BOOKKEEPING and code not in CALLERS:
+            return BUSY  # our arm or cancel, inside a call it makes (starting the watchdog, say)
+        if debuggers and code.co_filename in debuggers:
+            return HOLD  # at a pdb / %debug prompt inside the block
+        frame = frame.f_back
+    return STOPPED if owner is None else watchdog.AWAY
+
+
+def _code_of(func: Any) -> CodeType | None:
+    func = getattr(func, "__func__", func)
+    return getattr(func, "__code__", None)
+
+
+def _debugger_files() -> set[str]:
+    files = set()
+    for name in ("bdb", "pdb"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            files.add(module.__file__)
+    return files
+
+
+def _is_debugger(tracer: Any) -> bool:
+    bdb = sys.modules.get("bdb")
+    return bdb is not None and isinstance(getattr(tracer, "__self__", None), bdb.Bdb)
+
+
+class ThreadDelivery:
+    """``PyThreadState_SetAsyncExc``: the stop is raised in the deadline's thread, any thread."""
+
+    name = "thread"
+
+    def __init__(self) -> None:
+        api = getattr(ctypes, "pythonapi", None)
+        self._set: Callable[..., int] | None = getattr(api, "PyThreadState_SetAsyncExc", None)
+
+    def unavailable(self) -> str | None:
+        return NO_ASYNC_EXC if self._set is None else None
+
+    def prepare(self, deadline: Deadline) -> None:
+        # Another thread's trace function cannot be read from the watchdog: note this one's now.
+        deadline.tracer = (sys.gettrace(), sys.getprofile())
+
+    def deliver(self, deadline: Deadline) -> str:
+        frame = watchdog.running(deadline.ident)
+        verdict = classify(frame, deadline, deadline.tracer or (None, None))
+        if verdict != STOPPED:
+            return verdict
+        if deadline.kind is None:  # the exception class carries its deadline: an async exc has no args
+            deadline.kind = type("_Expired", (_Expired,), {"deadline": deadline})
+        args = (ctypes.c_ulong(deadline.ident), ctypes.py_object(deadline.kind))
+        # The thread raises where it is paused now. Threads switch only after a call returns or at
+        # a loop's jump: from the second look at its frames to the call that sets the stop there
+        # is none, so the stop never lands in code that classify did not see (nbtimeout's exit, a
+        # block cancelled meanwhile). If the thread moved on, look again in a moment.
+        now = sys._current_frames()
+        try:  # a subscript, not .get(): a call returning could switch threads
+            done = self._set(*args) if now[deadline.ident] is frame and not deadline.cancelled else -1
+        except KeyError:
+            return GONE
+        return STOPPED if done > 0 else BUSY if done < 0 else GONE
+
+
+class SignalDelivery:
+    """``pthread_kill`` of a private signal to the main thread; its handler raises the stop.
+
+    A real-time signal where there are any (none of them is SIGALRM, so code that uses SIGALRM
+    keeps its alarm and cannot remove ours), else SIGURG, whose default action is to be ignored.
+    """
+
+    name = "signal"
+
+    def __init__(self, fallback: ThreadDelivery) -> None:
+        self._fallback = fallback
+        self.signum: int | None = None
+        self._chosen = False
+
+    def _choose(self) -> int | None:
+        candidates = []
+        low, high = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
+        if low is not None and high is not None:
+            candidates += range(high - 2, low + 1, -1)  # the ends are what other libraries take first
+        if hasattr(signal, "SIGURG"):
+            candidates.append(signal.SIGURG)
+        for signum in candidates:
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                return int(signum)
+        return None
+
+    def unavailable(self) -> str | None:
+        if not hasattr(signal, "pthread_kill"):
+            return NO_SIGNAL
+        if threading.get_ident() != threading.main_thread().ident:
+            return NO_SIGNAL_THREAD.format(thread=threading.current_thread().name)
+        if not self._chosen:
+            self.signum, self._chosen = self._choose(), True
+        return NO_SIGNAL if self.signum is None else None
+
+    def prepare(self, deadline: Deadline) -> None:
+        # On the main thread: (re)install the handler, in case code of the user's replaced it.
+        if signal.getsignal(self.signum) is not _on_signal:
+            signal.signal(self.signum, _on_signal)
+
+    def deliver(self, deadline: Deadline) -> str:
+        if signal.getsignal(self.signum) is not _on_signal:  # replaced since: never send a default action
+            return self._fallback.deliver(deadline)
+        signal.pthread_kill(deadline.ident, self.signum)
+        return SENT
+
+
+THREAD = ThreadDelivery()
+SIGNAL = SignalDelivery(THREAD)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Raise the stop of the outermost fired deadline of the main thread, where that is safe."""
+    stack = watchdog.stacks.get(threading.get_ident())
+    if not stack:
+        return  # a late signal: its deadline was cancelled meanwhile
+    for deadline in stack:
+        if deadline.fired and not deadline.cancelled and deadline.engine is SIGNAL:
+            break
+    else:
+        return
+    verdict = classify(frame, deadline, (sys.gettrace(), sys.getprofile()))
+    if verdict != STOPPED:
+        watchdog.retry(deadline, verdict)
+        return
+    if not deadline.raised_at:
+        deadline.raised_at = time.monotonic()
+    raise _Expired(deadline)
