@@ -6,7 +6,7 @@ import signal
 
 from ._units import format_duration
 
-MODES = ("signal", "fork")  # the engines, as -m/--mode and mode= name them
+MODES = ("auto", "signal", "thread", "fork")  # as -m/--mode and mode= name them; auto picks signal or thread
 
 # Messages: one place, so the magic, the API and the banner say the same thing.
 STOPPED = "ran past its {limit} limit ({engine} engine)"
@@ -17,11 +17,13 @@ OVERRAN = ("it overran by {overrun}: the signal engine stops a cell only when it
 BUDGET_SPENT = "the notebook's {budget} budget is spent: this cell did not run (%timeout off clears the budget)"
 BUDGET_RAN_OUT = "the notebook's {budget} budget ran out"
 NO_SIGNAL_THREAD = (
-    "the signal engine needs the main thread (SIGALRM is delivered only there); "
-    "this code runs on {thread!r}: use mode='fork' (%%timeout ... -m fork) instead"
+    "the signal engine needs the main thread (signals are handled only there); "
+    "this code runs on {thread!r}: use mode='thread' (-m thread), or 'auto', which picks it"
 )
-NO_SIGALRM = "the signal engine needs SIGALRM, which this platform lacks: use mode='fork'"
-NO_FORK = "the fork engine needs os.fork, which this platform lacks: use mode='signal'"
+NO_SIGNAL = ("the signal engine needs signal.pthread_kill and a free signal, which this platform lacks: "
+             "use mode='thread' (-m thread), or 'auto', which picks it")
+NO_ASYNC_EXC = "the thread engine needs CPython's PyThreadState_SetAsyncExc (ctypes.pythonapi): use mode='fork'"
+NO_FORK = "the fork engine needs os.fork, which this platform lacks: use mode='thread' (-m thread), which works here"
 FORK_CONTEXT = "mode='fork' runs a function in a child process: use it as a decorator, not in a with-block"
 
 
