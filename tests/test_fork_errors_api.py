@@ -206,6 +206,23 @@ def test_own_sigterm_handler_keeps_where_the_stop_was():
     assert "time.sleep(0.01)" in (info.value.stack or "")
 
 
+def test_a_refused_sigterm_handler_keeps_the_dump():
+    @nbtimeout.timeout(0.3, mode="fork", grace=0.2)
+    def refused():
+        def install():
+            with pytest.raises(ValueError, match="main thread"):
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        thread = threading.Thread(target=install)
+        thread.start()
+        thread.join()
+        while True:
+            time.sleep(0.01)
+
+    with pytest.raises(CellTimeoutError) as info:
+        refused()
+    assert "refused" in (info.value.where or "")
+
+
 def test_map_failure_keeps_the_chain():
     def task(i):
         try:

@@ -32,9 +32,10 @@ def dump_on_sigterm(fd: int) -> None:  # pragma: no cover - runs in the child
         if signalnum != signal.SIGTERM:
             return original(signalnum, handler)
         faulthandler.unregister(signal.SIGTERM)  # puts back what faulthandler found
-        previous = original(signalnum, handler)
-        faulthandler.register(signal.SIGTERM, file=fd, all_threads=False, chain=True)  # then chains to it
-        return previous
+        try:
+            return original(signalnum, handler)  # may refuse (not the main thread): as without us
+        finally:
+            faulthandler.register(signal.SIGTERM, file=fd, all_threads=False, chain=True)  # chains to it
 
     _signal.signal = install
 
