@@ -215,15 +215,10 @@ OWN_WORK = 120.0
 
 
 def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int | None,
-        shell: Any = None, started: Callable[[int], None] | None = None) -> Envelope:
-    """Run ``work`` in a child; its envelope, or CellTimeoutError/CellCrashedError.
-
-    ``started(pid)`` is told the child's pid once it runs (map on an executor: to cancel it).
-    """
+        shell: Any = None) -> Envelope:
+    """Run ``work`` in a child; its envelope, or CellTimeoutError/CellCrashedError."""
     __tracebackhide__ = True
     child = start(work, shell, memory)
-    if started is not None:
-        started(child.pid)
     replay = Replay(shell, drain=lambda: _drain_fds(child, replay),
                     shown=lambda: _acknowledge(child), reply=child.conn.send,
                     deadline=child.started + limit)
