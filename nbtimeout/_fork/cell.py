@@ -9,6 +9,7 @@ from .._errors import CellResultError
 from .._notebook.cell import CompiledCell
 from .._notebook.options import Options
 from . import engine as _fork
+from .child import failure
 from .procstate import kernel_random_state
 from .protocol import OWN, announce
 from .sync import VALUE, Snapshot, apply
@@ -35,7 +36,12 @@ def run_cell(compiled: CompiledCell, shell: Any, options: Options) -> Any:
         result = _fork.outcome(lambda: compiled.run(namespace))
         _flush_figures(shell)
         has_value = result.error is None and compiled.last_expr is not None
-        result.sync = snapshot.changes(namespace, hidden, shell, result.value, has_value)
+        try:
+            result.sync = snapshot.changes(namespace, hidden, shell, result.value, has_value)
+        except Exception as err:  # the cell's own error, if any, still says what happened
+            if result.error is None:
+                why = f"nbtimeout could not collect the fork cell's changes: {err!r}"
+                result = failure(RuntimeError(why))
         result.value = None
         return result
 

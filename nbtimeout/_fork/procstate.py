@@ -109,7 +109,11 @@ class ProcessState:
     def take(cls, shell: Any, kernel_random: Any) -> ProcessState:
         random.setstate(kernel_random)  # the cell draws what it would have drawn in the kernel
         rc = _rc_params()
-        return cls(os.getcwd(), dict(os.environ), list(sys.path), set(sys.modules), kernel_random,
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the kernel's directory was deleted
+            cwd = ""
+        return cls(cwd, dict(os.environ), list(sys.path), set(sys.modules), kernel_random,
                    _numpy_state(), rc, None if rc is None else rc.get("backend"), _extensions(shell),
                    {t.ident for t in threading.enumerate()})
 

@@ -67,7 +67,11 @@ class Registry:
                 self.truncated.add(name)
                 return
             self.expanded.add(id(obj))
-            for child, step in children(obj, self.namespace):
+            try:
+                below = children(obj, self.namespace)
+            except Exception:  # an object that will not be looked into (a proxy, a broken __slots__)
+                continue
+            for child, step in below:
                 if type(child) not in ATOMS:
                     self.add(child, (*path, step))
                     if id(child) not in self.expanded:

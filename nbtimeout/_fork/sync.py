@@ -122,8 +122,11 @@ class Snapshot:
                 out.identity_lost.append(name)
         for key, before in self.prints.items():
             if before is not None and self._changed(key, before):
-                obj = self.registry.objects[key]
-                entries.append(("mutated", self.registry.paths[key], current(obj)))
+                path = self.registry.paths[key]
+                try:
+                    entries.append(("mutated", path, current(self.registry.objects[key])))
+                except Exception as err:
+                    out.lost[describe(path)] = f"{type(err).__name__}: {err}"[:300]
         if has_value:
             entries.append(("value", VALUE, value))
         out.deleted = sorted(n for n in self.ids if n not in namespace)
