@@ -24,6 +24,7 @@ NO_SIGNAL = ("the signal engine needs signal.pthread_kill and a free signal, whi
              "use mode='thread' (-m thread), or 'auto', which picks it")
 NO_ASYNC_EXC = "the thread engine needs CPython's PyThreadState_SetAsyncExc (ctypes.pythonapi): use mode='fork'"
 NO_FORK = "the fork engine needs os.fork, which this platform lacks: use mode='thread' (-m thread), which works here"
+STOP_CAUGHT = "■ the time limit stopped this code; the timed cell ends as stopped"
 FORK_CONTEXT = "mode='fork' runs a function in a child process: use it as a decorator, not in a with-block"
 
 
@@ -109,3 +110,11 @@ class _Expired(BaseException):
     ``args[0]`` is the deadline that fired (no ``__init__`` of ours: this is raised from a signal
     handler, where every Python call adds to the abort latency).
     """
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows an exception that code such as %run or run_cell caught this way: one line
+        # that says what it is, instead of an internal class's traceback.
+        from ._where import describe_where, frames_of
+
+        where = describe_where(frames_of(self.__traceback__))
+        return [STOP_CAUGHT + (f" (at {where})" if where else "")]

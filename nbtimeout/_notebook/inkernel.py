@@ -19,13 +19,15 @@ import sys
 import threading
 import time
 from collections.abc import Coroutine, Generator
+from types import TracebackType
 from typing import Any
 
 from IPython.core.error import UsageError
 
 from .._engines import alarm as _alarm
-from .._errors import CellTimeoutError
+from .._errors import CellTimeoutError, _Expired
 from .._process.tree import Started, watcher
+from .._where import trim_tail
 from .cell import CompiledCell, compile_cell
 from .options import AWAITED_FLAG, Options
 
@@ -45,8 +47,8 @@ def prepare(shell: Any, line: str, body: str, options: Options) -> tuple[Options
         print(FORK_AWAITS_NOTE, file=sys.stderr)  # the every-cell limit must not break the cell
         options = dataclasses.replace(options, mode="signal")
     compiled = compile_body(shell, line.replace(AWAITED_FLAG, "").rstrip(), body, options)
-    if options.mode == "signal":
-        _alarm.check_available()
+    if options.mode != "fork":  # auto becomes the engine it picks here: signal or thread
+        options = dataclasses.replace(options, mode=_alarm.check_available(options.mode))
     return options, compiled
 
 
@@ -102,13 +104,14 @@ class _Guard:
     """Around one timed run: the processes it starts, whether any of its limits fired, and
     whether ■ was pressed (code such as IPython's ``!cmd`` swallows the KeyboardInterrupt)."""
 
-    __slots__ = ("_sigint", "fired", "interrupted", "options", "processes", "started", "token")
+    __slots__ = ("_last", "_sigint", "fired", "interrupted", "options", "processes", "started", "token")
 
     def __init__(self, options: Options) -> None:
         self.options, self.fired, self.interrupted = options, False, False
         self.started = time.monotonic()
         self.processes = Started()
         self.token = watcher.watch(self.processes, self.started + options.limit, options.grace)
+        self._last = getattr(sys, "last_value", None)  # IPython's last shown error, to tell a new one
         self._sigint: Any = None
         if threading.current_thread() is threading.main_thread():
             self._sigint = signal.signal(signal.SIGINT, self._on_sigint)
@@ -133,8 +136,18 @@ class _Guard:
         if self.fired or stopped:
             self.processes.stop(self.options.grace)
         if self.fired and not isinstance(error, CellTimeoutError):
-            # The stop was caught on the way (a bare except:): the cell still ends as stopped.
-            raise self.timeout().with_traceback(None if error is None else error.__traceback__) from None
+            stop = self.timeout().with_traceback(self._stopped_at(error))
+            # The limit stopped this cell, and code on the way (a bare except:, %run, %%capture) caught it:
+            raise stop from None
+
+    def _stopped_at(self, error: BaseException | None) -> TracebackType | None:
+        """Where the stop hit: what the catcher raised, or the stop IPython showed (``%run``)."""
+        if error is not None:
+            return error.__traceback__
+        shown = getattr(sys, "last_value", None)
+        if isinstance(shown, _Expired) and shown is not self._last:
+            return trim_tail(shown.__traceback__)
+        return None
 
     def timeout(self) -> CellTimeoutError:
         """The error of this run stopped at its limit."""
@@ -146,7 +159,7 @@ def run(compiled: CompiledCell, shell: Any, options: Options) -> Any:
     __tracebackhide__ = True
     guard = _Guard(options)
     try:
-        with _alarm.limited(options.limit) as deadline:
+        with _alarm.limited(options.limit, options.mode, options.grace) as deadline:
             try:
                 value = compiled.run(shell.user_ns)
             finally:
@@ -224,7 +237,8 @@ class _Stepped:
         while True:
             deadline = None
             try:
-                with _alarm.limited(self.guard.left()) as deadline:
+                with _alarm.limited(self.guard.left(), self.guard.options.mode,
+                                    self.guard.options.grace) as deadline:
                     if coro is None:
                         result = eval(self.code, self.namespace)  # a coroutine, not yet started, if it awaits
                         if not self.code.co_flags & inspect.CO_COROUTINE:
