@@ -211,8 +211,7 @@ def attach(error: BaseException, frames: Sequence[tuple[Any, ...]],
                 made[key] = frame
         lasti = frame.f_lasti if lineno == frame.f_lineno else _lasti(frame.f_code, lineno, frame.f_lasti)
         tb = TracebackType(tb, frame, lasti, lineno)
-    error.__traceback__ = None
-    return error.with_traceback(tb)
+    return BaseException.with_traceback(error, tb)  # BaseException's own: a class may override it
 
 
 def format_frames(frames: Frames) -> str:

@@ -33,6 +33,11 @@ class Holds(ValueError):  # noqa: N818
     pass
 
 
+class Frozen(Exception):  # noqa: N818
+    def __setattr__(self, name, value):
+        raise AttributeError("frozen")
+
+
 def forked(func):
     return nbtimeout.timeout(10, mode="fork")(func)
 
@@ -115,6 +120,20 @@ def test_custom_init_arrives_as_itself_and_a_bad_str_too():
         bad()
     with pytest.raises(RuntimeError, match="no str"):
         str(bad_info.value)
+
+
+def test_a_class_that_refuses_attributes_still_gets_its_chain():
+    @forked
+    def frozen():
+        try:
+            {}["k"]
+        except KeyError as e:
+            raise Frozen("cold") from e
+
+    with pytest.raises(Frozen, match="cold") as info:
+        frozen()
+    assert type(info.value.__cause__) is KeyError
+    assert "Frozen: cold" in str(info.value.remote_traceback)
 
 
 def test_unpicklable_member_is_a_stand_in_of_the_same_kind_alone():

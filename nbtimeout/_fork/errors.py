@@ -23,6 +23,7 @@ from .frames import frames_of_traceback, scopes
 from .protocol import ChildError
 
 MAX_LINKS = 64  # exceptions in one chain (groups included)
+_LINKS = vars(BaseException)
 STANDIN_NOTE = ("nbtimeout: the fork child's {name} could not be carried back ({why}); "
                 "this stand-in keeps its type name and message")
 
@@ -181,13 +182,23 @@ def _home(error: BaseException, link: Link) -> None:
     if isinstance(home, type) and home is not kind and issubclass(home, BaseException) \
             and home.__qualname__ == kind.__qualname__:
         try:
-            error.__class__ = home
+            object.__setattr__(error, "__class__", home)
         except TypeError:  # another memory layout: keep the copy
             pass
 
 
 def rebuild(carried: CarriedError) -> BaseException:
     """The child's exception with its chain, tracebacks and (in ``remote_traceback``) its text."""
+    try:
+        error = _rebuild(carried)
+    except Exception as err:  # a user class refusing attributes, ...: the child's text still arrives
+        error = ChildError(carried.text)
+        error.__notes__ = [f"nbtimeout: the fork child's exception could not be rebuilt here ({err!r})"]
+    object.__setattr__(error, "remote_traceback", RemoteTraceback(carried.text))
+    return error
+
+
+def _rebuild(carried: CarriedError) -> BaseException:
     links, built, made = carried.links, {}, {}  # made: rebuilt frames, shared across the chain
     met: dict[int, set[int]] = {}  # the lines at which each child frame was met, in any link
     for link in links:
@@ -213,11 +224,10 @@ def rebuild(carried: CarriedError) -> BaseException:
         attach(error, link.frames, scopes(link.scopes, lines), made)
         for member, j in zip(getattr(error, "exceptions", ()), link.members, strict=False):
             get(j, member)
-        error.__cause__ = None if link.cause is None else get(link.cause)
-        error.__context__ = None if link.context is None else get(link.context)
-        error.__suppress_context__ = link.suppress_context
+        # Through BaseException's own descriptors: a class may override __setattr__.
+        _LINKS["__cause__"].__set__(error, None if link.cause is None else get(link.cause))
+        _LINKS["__context__"].__set__(error, None if link.context is None else get(link.context))
+        _LINKS["__suppress_context__"].__set__(error, link.suppress_context)
         return error
 
-    error = get(0)
-    error.remote_traceback = RemoteTraceback(carried.text)  # type: ignore[attr-defined]
-    return error
+    return get(0)
