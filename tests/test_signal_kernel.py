@@ -294,7 +294,7 @@ def test_timeout_alone_prints_the_settings(kernel):
     assert result.status == "ok"
     out = result.stream()
     assert "every cell: off" in out
-    assert "default_mode: signal" in out
+    assert "default_mode: auto" in out
     assert "grace:" in out
     assert "quiet: False" in out
 
@@ -317,9 +317,9 @@ def test_config_magic(kernel):
     finally:
         kernel.run("%config TimeoutMagics.quiet = False")
     # %config reports a refused value on stderr (IPython's way) and the setting stays
-    bad = kernel.run("%config TimeoutMagics.default_mode = 'thread'")
-    assert "'thread'" in bad.stream("stderr")
-    assert "default_mode: signal" in kernel.run("%timeout").stream()
+    bad = kernel.run("%config TimeoutMagics.default_mode = 'threads'")
+    assert "'threads'" in bad.stream("stderr")
+    assert "default_mode: auto" in kernel.run("%timeout").stream()
     bad_every = kernel.run("%config TimeoutMagics.every_cell = 'nan'")
     assert "limit 'nan' must be finite" in bad_every.stream("stderr")
     assert "every cell: off" in kernel.run("%timeout").stream()
@@ -385,10 +385,10 @@ def test_usage_from_question_mark(kernel):
     ("inf", "'inf'"),
     ("", "give a time limit"),
     ("1 --bogus", "--bogus"),
-    ("1 -m thread", "'thread'"),
+    ("1 -m threads", "'threads'"),
     ("1 extra words", "extra words"),
     ("1 --memory 1GB", "--memory works only with --mode fork"),
-    ("1 -g 2", "--grace works only with --mode fork"),
+    ("1 -g abc", "'abc'"),
 ])
 def test_misuse_is_a_one_line_usage_error_and_the_body_does_not_run(kernel, args, says):
     marker = f"misuse_ran_{abs(hash(args))}"
@@ -402,24 +402,26 @@ def test_misuse_is_a_one_line_usage_error_and_the_body_does_not_run(kernel, args
     assert not defined(kernel, marker)
 
 
-def test_magic_off_the_main_thread_is_a_usage_error_naming_fork(kernel):
+def test_magic_off_the_main_thread_runs_on_the_thread_engine(kernel):
     result = kernel.run(cell("""
         import threading
         thread_errors = []
-        def in_thread():
+        def in_thread(line):
             try:
-                get_ipython().run_cell_magic("timeout", "0.5", "thread_body_ran = True")
+                get_ipython().run_cell_magic("timeout", line, "thread_body_ran = True\\nwhile True: pass")
             except BaseException as err:
                 thread_errors.append((type(err).__name__, str(err)))
-        t = threading.Thread(target=in_thread, name="subshell-like")
-        t.start(); t.join(10)
+        for line in ("0.2", "0.2 -m signal"):
+            t = threading.Thread(target=in_thread, args=(line,), name="subshell-like")
+            t.start(); t.join(10)
     """))
-    assert result.status == "ok"
-    [(name, message)] = kernel.value("thread_errors")
-    assert name == "UsageError"
-    assert "main thread" in message
-    assert "fork" in message
-    assert not defined(kernel, "thread_body_ran")
+    assert result.status == "ok", result.traceback
+    [(name, message), (refused, says)] = kernel.value("thread_errors")
+    assert (name, message) == ("CellTimeoutError", "ran past its 200 ms limit (thread engine)")
+    assert defined(kernel, "thread_body_ran")
+    assert refused == "UsageError"
+    assert "main thread" in says
+    assert "-m thread" in says
 
 
 # --- the Python API in a cell --------------------------------------------------------------------
@@ -451,20 +453,17 @@ def test_api_decorator_in_a_cell(kernel):
     assert "----> 3     while True: n += 1" in result.traceback
 
 
-def test_api_off_the_main_thread_mentions_fork(kernel):
+def test_api_off_the_main_thread_takes_the_thread_engine(kernel):
     result = kernel.run(cell("""
         import threading
         api_errors = []
         def in_thread():
             try:
                 with nbtimeout.timeout(0.2):
-                    pass
+                    while True: pass
             except Exception as err:
-                api_errors.append((type(err).__name__, str(err)))
+                api_errors.append((type(err).__name__, err.engine))
         t = threading.Thread(target=in_thread); t.start(); t.join(10)
     """))
     assert result.status == "ok"
-    [(name, message)] = kernel.value("api_errors")
-    assert name == "EngineUnavailableError"
-    assert "main thread" in message
-    assert "fork" in message
+    assert kernel.value("api_errors") == [("CellTimeoutError", "thread")]

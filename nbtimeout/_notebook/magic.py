@@ -23,7 +23,8 @@ from .transform import CellHook
 class TimeoutMagics(Magics):
     """Per-cell time limits. Settings: ``%config TimeoutMagics`` or ``c.TimeoutMagics.*``."""
 
-    default_mode = Enum(MODES, "signal", help="Engine when a cell does not name one.").tag(config=True)
+    default_mode = Enum(MODES, "auto", help="Engine when a cell does not name one; 'auto': signal on the "
+                        "kernel's main thread, thread elsewhere (subshells, Windows).").tag(config=True)
     every_cell = Unicode(
         "", help="Arguments of a limit on every cell, as %timeout takes them ('30', '2m -m fork'); "
                  "empty for none.").tag(config=True)
@@ -73,15 +74,16 @@ class TimeoutMagics(Magics):
 
         Usage::
 
-          %%timeout 5.01 [-m {signal,fork}] [-c] [-g GRACE] [--memory SIZE] [-q]
+          %%timeout 5.01 [-m {auto,signal,thread,fork}] [-c] [-g GRACE] [--memory SIZE] [-q]
           %timeout 30 [options]   limit every following cell (a %%timeout cell keeps its own)
           %timeout --budget 10m   a budget for the rest of the notebook: caps every later cell's limit
           %timeout off            remove the every-cell limit and the budget
           %timeout                show the current settings
 
         Past the limit the cell ends with ``CellTimeoutError`` (a ``TimeoutError``), or with ``-c``
-        a banner only. The signal engine runs the cell in the kernel under SIGALRM; the fork engine
-        runs it in a forked child that can always be killed and sends its variables back.
+        a banner only. The signal and thread engines run the cell in the kernel (``auto`` picks the
+        one that works here); the fork engine runs it in a forked child that can always be killed
+        and sends its variables back.
         """
         __tracebackhide__ = True
         if cell is None:

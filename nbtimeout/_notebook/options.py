@@ -26,7 +26,9 @@ _ZERO = re.compile(r"^\s*\+?(0+(\.0*)?|\.0+)\s*(ms|s|sec|m|min|h)?\s*$", re.IGNO
 
 _ARGUMENTS = [  # top to bottom as in the help
     argument("limit", nargs="?", help=f"the time limit: {DURATION_HELP}; 'off' (line magic) removes it"),
-    argument("-m", "--mode", choices=MODES, help="engine: signal (in the kernel) or fork (in a child)"),
+    argument("-m", "--mode", choices=MODES, help="engine: auto (default: signal on the kernel's main thread, "
+                                                 "thread elsewhere), signal, thread (both in the kernel) or fork "
+                                                 "(in a child)"),
     argument("-c", "--continue", dest="keep_going", action="store_true",
              help="on timeout, mark the cell stopped but do not raise, so Run All goes on"),
     argument("-g", "--grace", help="on a stop, seconds between SIGTERM and SIGKILL for the fork child and "
