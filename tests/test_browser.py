@@ -107,6 +107,58 @@ def page(lab):
             browser.close()
 
 
+def test_tqdm_auto_bar_from_a_fork_cell_renders_and_moves(page, lab, tmp_path):
+    """Issue 12: a tqdm.auto bar made in a fork cell's child is drawn by the front end, live."""
+    import urllib.request
+
+    from playwright.sync_api import expect
+
+    url = lab[0] if isinstance(lab, tuple) else lab
+    shots = pathlib.Path(os.environ.get("NBTIMEOUT_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    name = "browser_tqdm.ipynb"
+    body = {"type": "notebook", "format": "json",
+            "content": json.loads((HERE / "data" / name).read_text())}
+    upload = urllib.request.Request(f"{url}/api/contents/{name}?token={TOKEN}", method="PUT",
+                                    data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(upload).close()
+
+    tab = page.context.browser.new_page(viewport={"width": 1100, "height": 600})
+    try:
+        tab.set_default_timeout(30_000)
+        tab.goto(f"{url}/lab/tree/{name}?token={TOKEN}")
+        panel = tab.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+        cells = panel.locator(".jp-Notebook .jp-CodeCell")
+        expect(cells).to_have_count(2, timeout=60_000)
+        expect(panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1,
+                                                                                                  timeout=60_000)
+        tab.get_by_role("menuitem", name="Run", exact=True).click()
+        tab.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+
+        cell = cells.nth(1)
+        bar = cell.locator(".widget-hprogress, .widget-progress").first
+        counter = cell.locator(".jupyter-widgets").filter(has_text=re.compile(r"\d+/10"))
+        # moving: seen part-way, then full
+        expect(counter.last).to_contain_text(re.compile(r"\b[1-8]/10\b"), timeout=30_000)
+        expect(bar).to_be_visible()
+        expect(cell.locator(".jupyter-widgets").filter(has_text="in a fork cell").first).to_be_visible()
+        expect(counter.last).to_contain_text("10/10", timeout=30_000)
+        expect(panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1,
+                                                                                                  timeout=30_000)
+        expect(cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+               .filter(has_text="Error")).to_have_count(0)
+        cell.screenshot(path=str(shots / "tqdm-fork-cell.png"))
+    finally:
+        tab.close()
+        # its kernel goes too: the next test has the machine to itself
+        with urllib.request.urlopen(f"{url}/api/sessions?token={TOKEN}") as answer:
+            sessions = json.load(answer)
+        for session in sessions:
+            if session["path"].endswith(name):
+                urllib.request.urlopen(urllib.request.Request(
+                    f"{url}/api/sessions/{session['id']}?token={TOKEN}", method="DELETE")).close()
+
+
 def test_run_all_shows_countdown_final_states_and_banners(page, tmp_path):
     from playwright.sync_api import expect
 
