@@ -31,7 +31,7 @@ def cluster() -> Iterator[Any]:
     import distributed
 
     local = distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
-                                     dashboard_address=None, silence_logs=40)
+                                     dashboard_address=":0", silence_logs=40)
     with local, distributed.Client(local) as client:
         client.gather(client.map(sleep_task, [0.0] * WORKERS * 4, pure=False))  # warm: imports, connections
         nbtimeout.map(sleep_task, [0.0] * WORKERS * 4, timeout=LIMIT, executor=client)

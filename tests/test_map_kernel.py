@@ -132,7 +132,7 @@ def cluster(kernel):
     without nbtimeout (README). One started elsewhere is what the interrupt test needs.
     """
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=40) as local, distributed.Client(local) as ours:
         assert kernel.run(f"from distributed import Client; client = Client({local.scheduler_address!r})",
                           timeout=60).status == "ok"

@@ -155,7 +155,8 @@ class _Pool:
             parent_end.close()
             os.close(out_r)
             os.close(err_r)
-            serve(child_end, self.fn, self.items, parent, out_w, err_w, self.shell, self.memory)
+            fn, items = self.fn, self.items
+            serve(child_end, lambda index: lambda: fn(items[index]), parent, out_w, err_w, self.shell, self.memory)
 
         pid = 0
         try:
