@@ -62,8 +62,14 @@ def test_the_kernel_inherits_the_choice(kernel):
     assert got["pidfd"] is (not PORTABLE and hasattr(os, "pidfd_open"))
 
 
-def _fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def _fds(pid: int) -> dict[str, str]:
+    found = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found[fd] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+    return found
 
 
 MIXED = cell("""
@@ -81,9 +87,13 @@ def test_many_cells_of_every_kind_leave_no_zombie_and_no_descriptor(kernel):
     assert kernel.run(MIXED.format(n=2)).status == "ok"  # warm: the guard, imports, lazy threads
     assert wait_until(lambda: not children(kernel.pid))
     before = _fds(kernel.pid)
-    assert kernel.run(MIXED.format(n=15), timeout=120).status == "ok"
+    assert kernel.run(MIXED.format(n=15), timeout=120).status == "ok"  # 120 forks
     assert wait_until(lambda: not children(kernel.pid)), children(kernel.pid)
-    assert wait_until(lambda: _fds(kernel.pid) <= before, 2), (before, _fds(kernel.pid))
+    # A leak in the fork path grows with every fork; the kernel's own lazily opened descriptors
+    # (a thread's eventfd, a socket) may add one or two once.
+    wait_until(lambda: len(_fds(kernel.pid)) <= len(before), 5)
+    after = _fds(kernel.pid)
+    assert len(after) - len(before) <= 2, {fd: after[fd] for fd in after.keys() - before.keys()}
 
 
 def test_a_child_whose_own_fork_lives_on_is_still_seen_to_end_at_once(kernel):

@@ -16,7 +16,9 @@ import sys
 from . import ownfds
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guardian.py")
-_ctrl: socket.socket | None = None  # inherited by forked children: nested levels register here too
+# The descriptor of our end of the guard's datagram socket, kept as a bare number (a socket object
+# would warn when collected at exit); forked children inherit it and register their own children.
+_ctrl: int | None = None
 _watches: dict[int, int] = {}  # child pid -> write end of its watch pipe
 _session: int | None = None  # the guard leads no group of ours: its session is named for its starter
 
@@ -31,10 +33,10 @@ def ensure() -> bool:
     global _ctrl, _session
     if _ctrl is not None:
         try:
-            _ctrl.send(b"P")
+            _send(b"P")
             return True
         except OSError:  # it died (someone killed it): start another
-            _ctrl.close()
+            os.close(_ctrl)
             _ctrl = None
     if not sys.executable or not hasattr(socket, "send_fds"):
         return False
@@ -54,7 +56,7 @@ def ensure() -> bool:
         theirs.close()
         os.close(life_r)
     ownfds.hold(life_w)  # the guard's sign that we live: only this process may hold it
-    _ctrl, _session = ours, guardian.pid
+    _ctrl, _session = ours.detach(), guardian.pid
     return True
 
 
@@ -70,7 +72,7 @@ def in_child(pipe: tuple[int, int] | None) -> None:  # pragma: no cover - runs i
     read, write = pipe
     os.close(write)
     with contextlib.suppress(OSError):  # no guard: the parent-death signal is all there is
-        socket.send_fds(_ctrl, [b"W%d" % os.getpid()], [read])
+        _send(b"W%d" % os.getpid(), read)
     os.close(read)
 
 
@@ -78,6 +80,18 @@ def in_parent(pid: int, pipe: tuple[int, int] | None) -> None:
     if pipe is not None:
         os.close(pipe[0])
         _watches[pid] = ownfds.hold(pipe[1])
+
+
+def _send(message: bytes, fd: int | None = None) -> None:
+    assert _ctrl is not None
+    sock = socket.socket(fileno=_ctrl)
+    try:
+        if fd is None:
+            sock.send(message)
+        else:
+            socket.send_fds(sock, [message], [fd])
+    finally:
+        sock.detach()
 
 
 def release(pid: int) -> None:
