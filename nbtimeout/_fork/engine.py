@@ -224,10 +224,14 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
                     deadline=child.started + limit)
     try:
         envelope = wait(child, limit, replay)
-    except BaseException:  # KeyboardInterrupt (the ■ button), a crash, anything: no child survives
+    except BaseException as err:  # KeyboardInterrupt (the ■ button), a crash, anything: no child survives
+        interrupted = isinstance(err, KeyboardInterrupt)
         if not exited(child.pidfd, 0):
-            stop(child, grace=0)
+            stop(child, grace=grace if interrupted else 0)  # SIGTERM first: the child dumps its stack
         _close_all(child)
+        frames = user_frames(parse_dump(child.stack_text)) if interrupted else []
+        if frames:  # ■ ends at the user's line in the child, not in the kernel's wait
+            raise attach(err, frames) from None
         raise
     if envelope is not None:
         _drain_fds(child, replay)
