@@ -4,7 +4,8 @@ After ``fork()`` every page the child has is shared with the kernel; the first w
 the child's copy becomes *exclusively mapped*, which ``/proc/self/pagemap`` reports (bit 56, Linux
 4.2+, readable without privileges). So the question costs 8 bytes of pagemap per 4 KiB page, not a
 pass over the data: about 2 ms for 400 MB. A page the kernel wrote meanwhile also reads exclusive;
-that only makes the buffer look changed, never the other way round. Where pagemap cannot be read
+that only makes the buffer look changed, never the other way round (so can a read of memory the
+kernel never touched, which may fault in a page of its own). Where pagemap cannot be read
 (macOS, ``NBTIMEOUT_PORTABLE=1``), or some page was exclusive already, a CRC-32 of the buffer
 taken before the body decides.
 """
@@ -24,16 +25,13 @@ PAGEMAP_MIN = 1 << 18
 _EXCLUSIVE = 1 << 56
 
 
-def _pagemap_usable() -> bool:
-    return os.environ.get("NBTIMEOUT_PORTABLE") != "1" and os.access(PAGEMAP, os.R_OK)
-
-
-def _exclusive_pages(addr: int, nbytes: int) -> int:
-    """How many pages of [addr, addr + nbytes) the child has written (or that are its own)."""
-    first, last = addr // PAGE, (addr + nbytes - 1) // PAGE
+def _exclusive_pages(first: int, count: int) -> int:
+    """How many of ``count`` pages from page number ``first`` are this process's own."""
+    if count <= 0:
+        return 0
     with open(PAGEMAP, "rb", buffering=0) as pagemap:
         pagemap.seek(first * 8)
-        data = pagemap.read((last - first + 1) * 8)
+        data = pagemap.read(count * 8)
     np = sys.modules.get("numpy")
     if np is not None:
         entries = np.frombuffer(data, dtype=np.uint64)
@@ -41,28 +39,62 @@ def _exclusive_pages(addr: int, nbytes: int) -> int:
     return sum(1 for entry in array("Q", data) if entry & _EXCLUSIVE)
 
 
+_usable: bool | None = None
+
+
+def pagemap_usable() -> bool:
+    """Whether pagemap reports a page this process just wrote as its own (checked once per process)."""
+    global _usable
+    if _usable is None:
+        _usable = False
+        if os.environ.get("NBTIMEOUT_PORTABLE") != "1" and os.access(PAGEMAP, os.R_OK):
+            probe = ctypes.create_string_buffer(3 * PAGE)
+            probe[PAGE] = b"x"  # touched now, in this process: exclusive if pagemap tells the truth
+            try:
+                _usable = _exclusive_pages(ctypes.addressof(probe) // PAGE + 1, 1) == 1
+            except OSError:
+                pass
+    return _usable
+
+
 def _crc(addr: int, nbytes: int) -> int:
-    return zlib.crc32((ctypes.c_char * nbytes).from_address(addr))
+    return zlib.crc32((ctypes.c_char * nbytes).from_address(addr)) if nbytes > 0 else 0
 
 
 class Watch:
-    """A region of memory noted before the body; equal to a later Watch of it if nobody wrote it."""
+    """A region of memory noted before the body; equal to a later Watch of it if nobody wrote it.
 
-    __slots__ = ("addr", "crc", "nbytes")
+    With pagemap, the whole pages inside the region are asked about; the partial pages at its ends
+    may hold other objects (whose reference counts change all the time), so those bytes get a CRC.
+    """
+
+    __slots__ = ("addr", "crc", "edges", "nbytes", "pages")
 
     def __init__(self, addr: int, nbytes: int, before: bool = True) -> None:
-        self.addr, self.nbytes, self.crc = addr, nbytes, None
+        self.addr, self.nbytes, self.crc, self.edges, self.pages = addr, nbytes, None, None, (0, 0)
         if not before or nbytes == 0:
             return
-        if nbytes < PAGEMAP_MIN or not _PAGEMAP or _exclusive_pages(addr, nbytes):
-            self.crc = _crc(addr, nbytes)
+        if nbytes >= PAGEMAP_MIN and pagemap_usable():
+            first = -(-addr // PAGE)  # the first page that starts inside the region
+            end = (addr + nbytes) // PAGE
+            self.pages = (first, end - first)
+            if _exclusive_pages(*self.pages) == 0:
+                self.edges = self._edges()
+                return
+        self.crc = _crc(addr, nbytes)
+
+    def _edges(self) -> tuple[int, int]:
+        first, count = self.pages
+        head = first * PAGE - self.addr
+        tail_start = (first + count) * PAGE
+        return _crc(self.addr, head), _crc(tail_start, self.addr + self.nbytes - tail_start)
 
     def written(self) -> bool:
         if self.nbytes == 0:
             return False
         if self.crc is not None:
             return _crc(self.addr, self.nbytes) != self.crc
-        return _exclusive_pages(self.addr, self.nbytes) > 0
+        return self._edges() != self.edges or _exclusive_pages(*self.pages) > 0
 
     def __eq__(self, other: object) -> bool:
         """``before == after``: same region, not written in between."""
@@ -71,9 +103,6 @@ class Watch:
         return (self.addr, self.nbytes) == (other.addr, other.nbytes) and not self.written()
 
     __hash__ = None  # type: ignore[assignment]
-
-
-_PAGEMAP = _pagemap_usable()
 
 
 def array_region(arr: object) -> tuple[int, int]:
