@@ -330,3 +330,21 @@ def test_snapshot_of_a_large_namespace_does_not_count(kernel):
     result = kernel.run(f"%%timeout {limit:.3f} -m fork\nn = len(many)\nmany[0]['i'].append(1)")
     assert result.status == "ok", result.traceback
     assert kernel.value("(n, many[0])") == (150_000, {"i": [0, 1]})
+
+
+def test_pickling_the_changes_does_not_count(kernel):
+    run_ok(kernel, cell("""
+        import time
+        class SlowToPickle:
+            def __reduce__(self):
+                time.sleep(0.3)  # pickled twice in the child (once to prove it unpickles)
+                return SlowToPickle, ()
+    """))
+    result = kernel.run("%%timeout 0.2 -m fork\nslow = SlowToPickle()")
+    assert result.status == "ok", result.traceback
+    assert kernel.value("type(slow).__name__") == "SlowToPickle"
+
+
+def test_the_limit_still_counts_the_body(kernel):
+    result = kernel.run("%%timeout 0.2 -m fork\nimport time\ntime.sleep(5)")
+    assert result.ename == "CellTimeoutError"
