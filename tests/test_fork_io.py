@@ -370,14 +370,32 @@ def test_a_file_closed_in_the_cell_is_written_once(kernel, path):
     assert contents(path, "rb") == b"kc"
 
 
-def test_reading_a_file_the_kernel_opened(kernel, path):
+@pytest.mark.parametrize(("mode", "step"), [("r", "rf.readline()"), ("rb", "rf.read(3)"), ("r", "rf.seek(6)"),
+                                            ("r+", "(rf.write('LINE'), rf.flush())[0]"),
+                                            ("rb+", "rf.write(b'LINE')")])
+def test_a_file_the_kernel_opened_is_where_the_cell_left_it(kernel, path, mode, step):
+    """Read, seek or write in the cell, then go on in the kernel: the same as without the magic."""
+    seen = []
+    for magic in ("", "%%timeout 10 -m fork -q\n"):
+        with open(path, "w") as f:
+            f.write("line1\nline2\nline3\n")
+        assert kernel.run(f"rf = open({path!r}, {mode!r})").status == "ok"
+        result = kernel.run(f"{magic}first = {step}")
+        assert result.status == "ok", result.traceback
+        seen.append((kernel.value("(first, rf.readline(), rf.tell())"), kernel.run("rf.close()").status,
+                     contents(path)))
+    assert seen[1] == seen[0]
+
+
+def test_a_text_file_iterated_in_the_cell_reads_on_in_the_kernel_as_its_object_says(kernel, path):
+    """``next(f)`` disables ``tell()``: the child cannot say where it is, so the kernel's object reads
+    on from where it was (named in the README), never from the end the child left the descriptor at."""
     with open(path, "w") as f:
         f.write("line1\nline2\n")
-    assert kernel.run(f"rf = open({path!r})").status == "ok"
-    result = kernel.run("%%timeout 10 -m fork -q\nfirst = rf.readline()")
-    assert result.status == "ok", result.traceback
-    assert kernel.value("first") == "line1\n"
-    assert kernel.run("rf.close()").status == "ok"
+    assert kernel.run(f"it = open({path!r})").status == "ok"
+    assert kernel.run("%%timeout 10 -m fork -q\nfirst = next(it)").status == "ok"
+    assert kernel.value("(first, it.readline())") == ("line1\n", "line1\n")
+    kernel.run("it.close()")
 
 
 def test_a_stopped_fork_cell_leaves_the_kernels_buffer_alone(kernel, path):

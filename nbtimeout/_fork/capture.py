@@ -20,8 +20,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .. import _streams
+from .._process.openfiles import move_to
 from .comms import child_send, iopub_sockets, publish
-from .protocol import CLEAR, DISPLAY, INPUT, IOPUB, STREAM
+from .protocol import CLEAR, DISPLAY, FILES, INPUT, IOPUB, STREAM
 from .stdin import answer, child_input_request
 
 
@@ -96,12 +97,13 @@ class PipePublisher:
         raise AttributeError(name)
 
 
-def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any, ack: bool = False) -> None:
+def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any, ack: bool = False) -> Courier:
     """In the child, before user code: point fd 1/2, sys streams, display, comms and prompts at
     the kernel.
 
     ``ack``: ``conn`` is duplex and the kernel answers each message (see the module's docstring);
-    without it (``map`` workers) ``input()`` raises StdinNotImplementedError.
+    without it (``map`` workers) ``input()`` raises StdinNotImplementedError. Returns the
+    Courier, for the child's own messages.
     """
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
@@ -116,9 +118,9 @@ def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any, a
         if hasattr(old, "pub_thread"):
             old.write, old.flush = stream.write, stream.flush
         setattr(sys, name, stream)
-    if shell is None:
-        return
     courier = Courier(conn, ack)
+    if shell is None:
+        return courier
     kernel = getattr(shell, "kernel", None)
     if getattr(kernel, "session", None) is not None:
         # The kernel's sockets belong to the kernel: the kernel sends comms and prompts for us.
@@ -127,6 +129,7 @@ def route_child_output(conn: Connection, out_fd: int, err_fd: int, shell: Any, a
     shell.display_pub = PipePublisher(courier)
     if hasattr(shell, "displayhook"):
         shell.displayhook.write_output_prompt = lambda: None
+    return courier
 
 
 def read_dry(fd: int, write: Callable[[bytes], None]) -> bool:
@@ -170,7 +173,7 @@ class Replay:
         _streams.flush("stdout", "stderr")
 
     def message(self, kind: str, *fields: Any) -> None:
-        """A STREAM, DISPLAY, CLEAR, IOPUB or INPUT message.
+        """A STREAM, DISPLAY, CLEAR, IOPUB, INPUT or FILES message.
 
         INPUT may raise ``stdin.PromptExpiredError``: the limit passed at the prompt.
         """
@@ -183,6 +186,9 @@ class Replay:
             self.reply(answer(*fields, deadline=self.deadline))
             return
         try:
+            if kind == FILES:
+                move_to(*fields)
+                return
             if self._shell is None or not _streams.can_display():  # displays go where text goes
                 return
             if kind == DISPLAY:

@@ -10,10 +10,11 @@ from typing import Any
 
 from .._process import memory
 from .._process.forking import LIBC, detach
-from .._process.openfiles import flush_child_files
+from .._process.openfiles import flush_child_files, note_positions
+from .._process.openfiles import moved as files_moved
 from .._where import PACKAGE_DIR as _HERE
 from .capture import route_child_output
-from .protocol import BODY, SYNC, Envelope, announce, make_sendable, send_done, set_channel
+from .protocol import BODY, FILES, SYNC, Envelope, announce, make_sendable, send_done, set_channel
 from .stackdump import dump_on_sigterm
 from .threads import guard_kernel_threads
 
@@ -29,14 +30,18 @@ def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w
         # A SIGTERM handler the cell installs keeps the dump in front of it (see stackdump).
         dump_on_sigterm(stack_w)
         faulthandler.enable(file=stack_w, all_threads=False)
-        route_child_output(conn, out_w, err_w, shell, ack=True)
+        courier = route_child_output(conn, out_w, err_w, shell, ack=True)
         set_channel(conn)  # outcome() tells the kernel when the user's code runs
         guard_kernel_threads()
+        note_positions()
         if memory is not None:
             _limit_memory(memory)
         envelope = work()
         _unlimit_memory()
         flush_child_files()  # os._exit flushes no file object: what the cell wrote must arrive
+        moved = files_moved()
+        if moved:  # the kernel seeks its file objects there, before it gets the envelope
+            courier.post((FILES, moved))
         # C stdio buffers first: the kernel stops reading fd 1/2 soon after the envelope arrives.
         LIBC.fflush(None)
         _send(conn, envelope)

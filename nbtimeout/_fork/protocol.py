@@ -23,6 +23,8 @@ PHASE, OWN, BODY, SYNC = "phase", "own", "body", "sync"
 # A message the child would have sent on the kernel's iopub socket (comms: widgets, tqdm.auto),
 # and a prompt (input/getpass) the kernel asks on its stdin channel; see _fork/comms.py, stdin.py.
 IOPUB, INPUT = "iopub", "input"
+# Where the child left the kernel's file objects it read or wrote: {id: tell()} (_process/openfiles.py).
+FILES = "files"
 # Buffers smaller than this travel inside the pickle; larger ones are sent on their own.
 OUT_OF_BAND = 1 << 16
 

@@ -1,25 +1,29 @@
-"""File objects across a fork: what a forked child writes to a file reaches it exactly once.
+"""File objects across a fork: what a forked child writes reaches the file exactly once, and a file
+the child read or wrote is, in the kernel, where the child left it.
 
 ``fork()`` copies every file object's buffer into the child, and the child leaves through
-``os._exit``, which flushes nothing. So:
+``os._exit``, which flushes nothing. The child shares each descriptor's offset with the kernel but
+not the Python buffer above it. So:
 
 - before forking, the kernel flushes its writable file objects: no buffer the child inherits holds
   the kernel's data, which would otherwise be written twice (by the child, then by the kernel);
 - before the child leaves, it flushes those same objects (their buffers now hold only what the
-  child wrote) and the file objects it opened itself.
+  child wrote) and the file objects it opened itself;
+- a fork cell's child reports where each inherited file object it moved now is (``tell()``), and
+  the kernel seeks its own object there: ``f.readline()`` in a fork cell, then in the kernel,
+  reads line 1 then line 2, as without the magic.
 
 Finding file objects takes a scan of every object the collector tracks (``gc.get_objects()``:
-about 0.2 s per million tracked objects, measured). It runs only when the process has a writable
-regular file open that the last scan did not account for (a new file; listing the descriptors
-costs well under a millisecond), so a notebook pays it about once per file it opens for writing,
-not once per cell. Pipes and sockets do not trigger a scan. In the child, ``gc.get_objects()``
-lists only objects made after the fork (``fork()`` froze the kernel's), so its scan is cheap.
+about 0.2 s per million tracked objects, measured). It runs only when the process has a regular
+file open that the last scan did not account for (listing the descriptors costs well under a
+millisecond), so a notebook pays it about once per file it opens, not once per cell. Pipes and
+sockets do not trigger a scan. In the child, ``gc.get_objects()`` lists only objects made after
+the fork (``fork()`` froze the kernel's), so its scan is cheap.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import io
 import os
@@ -27,16 +31,18 @@ import stat
 import weakref
 from typing import Any
 
-_FILES = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom, io.BufferedRWPair)
+_FILES = (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.BufferedRWPair)
 _FD_DIRS = ("/proc/self/fd", "/dev/fd")
 
-_known: weakref.WeakSet[Any] = weakref.WeakSet()  # writable file objects found by the last scan
+_known: weakref.WeakSet[Any] = weakref.WeakSet()  # buffered file objects found by the last scan
+_by_id: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()  # the same, by id
 _accounted: set[tuple[int, int, int]] = set()  # (fd, device, inode) open at the last scan
-_inherited: list[Any] = []  # the kernel's writable files, flushed just before this fork
+_inherited: list[Any] = []  # the kernel's open file objects at this fork (strong only in the child)
+_started_at: dict[int, Any] = {}  # in the child: id -> tell() of each inherited file at its start
 
 
-def _writable_regular() -> set[tuple[int, int, int]] | None:
-    """(fd, device, inode) of every regular file open for writing; None if fds cannot be listed."""
+def _regular_fds() -> set[tuple[int, int, int]] | None:
+    """(fd, device, inode) of every open regular file; None if descriptors cannot be listed."""
     for folder in _FD_DIRS:
         try:
             names = os.listdir(folder)
@@ -44,44 +50,44 @@ def _writable_regular() -> set[tuple[int, int, int]] | None:
             continue
         found = set()
         for name in names:
-            fd = int(name)
             try:
-                info = os.fstat(fd)
-                writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+                info = os.fstat(int(name))
             except OSError:  # the listing's own descriptor, or one closed meanwhile
                 continue
-            if writable and stat.S_ISREG(info.st_mode):
-                found.add((fd, info.st_dev, info.st_ino))
+            if stat.S_ISREG(info.st_mode):
+                found.add((int(name), info.st_dev, info.st_ino))
         return found
     return None
 
 
 def _scan(objects: list[Any]) -> list[Any]:
-    """The open writable file objects among ``objects``; text wrappers first (they feed buffers)."""
-    files = [o for o in objects if isinstance(o, _FILES) and _writable(o)]
+    """The open buffered/text file objects among ``objects``; text wrappers first (they feed buffers)."""
+    files = [o for o in objects if isinstance(o, _FILES) and _open(o)]
     return sorted(files, key=lambda f: not isinstance(f, io.TextIOWrapper))
 
 
-def _writable(file: Any) -> bool:
+def _open(file: Any) -> bool:
     try:
-        return not file.closed and file.writable()
+        return not file.closed
     except Exception:  # a detached or broken wrapper
         return False
 
 
 def _flush(files: list[Any]) -> None:
     for file in files:
-        with contextlib.suppress(Exception):  # closed meanwhile, disk full: the user's to see later
-            file.flush()
+        with contextlib.suppress(Exception):  # read-only, closed meanwhile, disk full: nothing to do
+            if file.writable():
+                file.flush()
 
 
 def before_fork() -> None:
     """In the kernel, before ``fork()`` (and before ``gc.freeze()``): flush its writable files."""
     global _known, _accounted
-    fds = _writable_regular()
+    fds = _regular_fds()
     if fds is None or not fds <= _accounted:
         _known = weakref.WeakSet(_scan(gc.get_objects()))
         _accounted = fds or set()
+        _by_id.update({id(f): f for f in _known})
     _inherited[:] = _scan(list(_known))
     _flush(_inherited)
 
@@ -91,12 +97,55 @@ def after_fork_in_parent() -> None:
     _inherited.clear()
 
 
+def note_positions() -> None:  # pragma: no cover - runs in the child
+    """In a fork cell's child, before user code: where each inherited file object and its
+    descriptor are."""
+    for file in _inherited:
+        with contextlib.suppress(Exception):  # not seekable
+            _started_at[id(file)] = (file.tell(), os.lseek(file.fileno(), 0, os.SEEK_CUR))
+
+
+def moved() -> dict[int, tuple[str, Any]]:  # pragma: no cover - runs in the child
+    """In the child, after user code: the inherited files the child moved, ``{id: ("seek", tell())}``;
+    ``("offset", n)`` where ``tell()`` cannot say (a text file read by ``next()``): the kernel's
+    object then reads on from where it was, as its own state says, not from where the child left
+    the shared descriptor."""
+    now: dict[int, tuple[str, Any]] = {}
+    # A text file's byte buffer moves with it: seeking both would undo the text file's seek.
+    wrapped = {id(getattr(f, "buffer", None)) for f in _inherited if isinstance(f, io.TextIOWrapper)}
+    for file in _inherited:
+        if id(file) not in _started_at or id(file) in wrapped:
+            continue
+        position, offset = _started_at[id(file)]
+        try:
+            if file.tell() != position:
+                now[id(file)] = ("seek", file.tell())
+        except Exception:  # closed by the cell (the kernel's copy stays open), or tell() refused
+            with contextlib.suppress(Exception):
+                if not file.closed and os.lseek(file.fileno(), 0, os.SEEK_CUR) != offset:
+                    now[id(file)] = ("offset", offset)
+    return now
+
+
+def move_to(positions: dict[int, tuple[str, Any]]) -> None:
+    """In the kernel: put its file objects where the child left them (ids are the same in both)."""
+    for key, (how, position) in positions.items():
+        file = _by_id.get(key)
+        if file is None:
+            continue
+        with contextlib.suppress(Exception):
+            if how == "seek":
+                file.seek(position)
+            else:
+                os.lseek(file.fileno(), position, os.SEEK_SET)
+
+
 def flush_child_files() -> None:
     """In the child, before ``os._exit`` (a ``map`` worker: after each task): flush what the child
     wrote, to files inherited from the kernel and to files it opened itself."""
     global _accounted
     _flush(_inherited)
-    fds = _writable_regular()
+    fds = _regular_fds()
     held = set()
     for file in _inherited:
         with contextlib.suppress(Exception):
