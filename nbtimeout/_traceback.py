@@ -24,7 +24,9 @@ _DUMPED = re.compile(r'^\s*File "(?P<file>.*)", line (?P<line>\d+) in (?P<name>.
 # Said by a rebuilt frame whose locals did not travel (a stopped or crashed child dumps only lines).
 NOT_CARRIED = "the fork child's variables were not carried back for this frame"
 # ``where`` of a stop or crash whose child dumped no stack.
-NO_STACK = "line unknown: the fork child gave no stack (was its SIGTERM handler replaced?)"
+NO_STACK = ("line unknown: the fork child gave no stack (stopped before it could, or its SIGTERM handler "
+            "was replaced from C)")
+IN_OURS = "line unknown: the fork child was stopped in nbtimeout's own work, outside the cell's code"
 
 
 class RemoteTraceback(Exception):  # noqa: N818 - named for what it holds, like pebble's

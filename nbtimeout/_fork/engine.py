@@ -26,7 +26,7 @@ from .._errors import CellCrashedError, CellTimeoutError
 from .._process.exits import signal_in_dump
 from .._process.forking import exit_fd, exited, fork, kill_group, reap
 from .._process.memory import prepare as prepare_memory
-from .._traceback import NO_STACK, attach, format_frames, parse_dump
+from .._traceback import IN_OURS, NO_STACK, attach, format_frames, parse_dump
 from .._where import describe_where
 from .capture import Replay, read_dry
 from .child import child_main, outcome, user_frames
@@ -242,11 +242,13 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
     stop(child, grace)
     _drain_fds(child, replay)
     _close_all(child)
-    frames = user_frames(parse_dump(child.stack_text))
-    error = CellTimeoutError(limit, elapsed, "fork", where=describe_where(frames) if frames else NO_STACK,
+    dumped = parse_dump(child.stack_text)
+    frames = user_frames(dumped)
+    unknown = None if frames else IN_OURS if dumped else NO_STACK
+    error = CellTimeoutError(limit, elapsed, "fork", where=unknown or describe_where(frames),
                              stack=format_frames(frames) or None)
-    if not frames:  # say so, and end the traceback at the user's line that started it, not in ours
-        error.__notes__ = [NO_STACK]
+    if unknown:  # say so, and end the traceback at the user's line that started it, not in ours
+        error.__notes__ = [unknown]
     raise attach(error, frames or fallback_frames())
 
 
