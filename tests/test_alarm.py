@@ -333,3 +333,297 @@ def test_public_names():
     assert nbtimeout.timeout is timeout
     assert nbtimeout.CellTimeoutError is CellTimeoutError
     assert set(nbtimeout.__all__) >= {"timeout", "CellTimeoutError", "__version__"}
+
+
+# --- cleanup, leaks, forks (issue 16) -----------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["signal", "thread"])
+def test_cleanup_gets_the_grace_and_the_error_names_where_the_limit_hit(mode):
+    steps = []
+
+    def body():
+        try:
+            spin()  # the limit hits here
+        finally:
+            for step in range(4):  # cleanup of 0.2 s, inside the 1 s grace
+                spin(0.05)
+                steps.append(step)
+
+    def run():
+        with timeout(0.2, mode=mode):
+            body()
+
+    errors = run_in_thread(run) if mode == "thread" else []
+    if mode == "signal":
+        with pytest.raises(CellTimeoutError) as info:
+            run()
+        errors = [info.value]
+    assert steps == [0, 1, 2, 3]
+    [error] = errors
+    assert isinstance(error, CellTimeoutError)
+    caller, last = traceback.extract_tb(error.__traceback__)[-2:]
+    assert (caller.name, caller.line, last.name) == ("body", "spin()  # the limit hits here", "spin")
+
+
+def test_cleanup_longer_than_the_grace_is_stopped_again():
+    steps = []
+    start = time.monotonic()
+    with pytest.raises(CellTimeoutError) as info, timeout(0.2, grace=0.3):
+        try:
+            spin()
+        finally:
+            for step in range(100):
+                spin(0.05)
+                steps.append(step)
+    took = time.monotonic() - start
+    assert 0.4 <= took <= 2.0  # the limit, the grace, then the refire
+    assert 3 <= len(steps) < 100
+    # the error still points at where the limit hit, not at the cleanup the refire cut short
+    assert traceback.extract_tb(info.value.__traceback__)[-2].line == "spin()"
+
+
+def test_a_bare_except_is_hit_again_after_the_grace():
+    swallowed = []
+    start = time.monotonic()
+    with pytest.raises(CellTimeoutError), timeout(0.1, grace=0.3):
+        try:
+            spin()
+        except BaseException:  # noqa: BLE001 - the user's bare except
+            swallowed.append(time.monotonic() - start)
+        spin()
+    stopped_at = time.monotonic() - start
+    assert len(swallowed) == 1
+    assert 0.08 <= swallowed[0] <= 0.6
+    assert swallowed[0] + 0.25 <= stopped_at <= swallowed[0] + 1.5  # after the grace, not at once
+
+
+@pytest.mark.parametrize("error", [RecursionError, MemoryError, KeyboardInterrupt, SystemExit])
+def test_no_deadline_outlives_its_block_whatever_it_raised(error):
+    @timeout(0.3)
+    def deep(n):
+        if n == 0:
+            raise error("deep down")
+        return deep(n - 1)
+
+    with pytest.raises(error):
+        deep(50)
+    assert _alarm._stack == []
+    spin(0.5)  # past the 0.3 s: no stray stop arrives in unrelated code
+
+
+def test_a_recursion_error_inside_the_limits_own_bookkeeping_leaks_nothing():
+    @timeout(0.3)
+    def forever(n):
+        return forever(n + 1)
+
+    for _ in range(3):
+        with pytest.raises(RecursionError):
+            forever(0)
+        assert _alarm._stack == []
+    spin(0.5)
+
+
+def test_a_forked_child_starts_with_no_deadline():
+    import os
+
+    with timeout(0.2):
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's limit must not stop it
+            try:
+                spin(0.5)
+                code = 0 if _alarm._stack == [] else 2
+            except BaseException:  # noqa: BLE001
+                code = 1
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_multiprocessing_workers_made_under_a_limit_keep_their_own_limits():
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with timeout(1):
+        pool = context.Pool(2)
+    try:
+        result = pool.map_async(_task_needing_more_than_the_old_limit, [0.3, 0.3])
+        assert result.get(timeout=20) == [0.3, 0.3]
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+@timeout(10)
+def _task_needing_more_than_the_old_limit(seconds):
+    spin(0.8 + seconds)  # past the 1 s limit the pool was made under, counted from then
+    return seconds
+
+
+# --- asyncio, generators, inspect ----------------------------------------------------------------
+
+def test_async_def_stays_a_coroutine_function_limited_as_a_whole():
+    import asyncio
+    import inspect
+
+    async def original(x: int, *, y: str = "a") -> int:
+        """Doc."""
+        await asyncio.sleep(5)
+        return x
+
+    limited = timeout(0.2)(original)
+    assert inspect.iscoroutinefunction(limited)
+    assert inspect.signature(limited) == inspect.signature(original)
+    assert (limited.__name__, limited.__doc__) == ("original", "Doc.")
+
+    async def main():
+        start = time.monotonic()
+        with pytest.raises(CellTimeoutError):
+            await limited(1)
+        return time.monotonic() - start
+
+    assert 0.15 <= asyncio.run(main()) <= 1.5
+
+
+@pytest.mark.parametrize("form", ["async with", "with"])
+@pytest.mark.parametrize("wait", ["await", "busy"])
+def test_limits_in_coroutines_raise_there_and_the_loop_lives_on(form, wait):
+    import asyncio
+
+    async def body():
+        if wait == "await":
+            await asyncio.sleep(5)
+        else:
+            spin()
+
+    async def limited():
+        if form == "with":
+            with timeout(0.2):
+                await body()
+        else:
+            async with timeout(0.2):
+                await body()
+
+    async def main():
+        caught = []
+        try:
+            await limited()
+        except CellTimeoutError as err:  # the coroutine sees it, not asyncio.run
+            caught.append(err.limit)
+        other = await asyncio.gather(asyncio.sleep(0.01, result="loop alive"))
+        return caught, other
+
+    assert asyncio.run(main()) == ([0.2], ["loop alive"])
+
+
+def test_concurrent_limited_coroutines_each_keep_their_own_limit():
+    import asyncio
+
+    @timeout(0.3)
+    async def nap(seconds):
+        await asyncio.sleep(seconds)
+        return seconds
+
+    async def main():
+        return await asyncio.gather(nap(0.01), nap(1), nap(0.05), return_exceptions=True)
+
+    quick, slow, also_quick = asyncio.run(main())
+    assert (quick, also_quick) == (0.01, 0.05)
+    assert isinstance(slow, CellTimeoutError)
+
+
+def test_a_limit_does_not_swallow_a_cancel_that_is_not_its_own():
+    import asyncio
+
+    async def main():
+        async def waits():
+            async with timeout(5):
+                await asyncio.sleep(5)
+
+        task = asyncio.ensure_future(waits())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_generator_functions_are_refused_with_a_clear_type_error():
+    def numbers():
+        yield 1
+
+    async def agen():
+        yield 1
+
+    for func in (numbers, agen):
+        with pytest.raises(TypeError, match=r"generator function.*with timeout"):
+            timeout(1)(func)
+
+
+def test_fork_mode_refuses_coroutine_and_generator_functions():
+    async def coro():
+        return 1
+
+    def gen():
+        yield 1
+
+    for func, what in ((coro, "coroutine function"), (gen, "generator function")):
+        with pytest.raises(TypeError, match=f"mode='fork' runs a plain function.*{what}") as info:
+            timeout(1, mode="fork")(func)
+        assert "\n" not in str(info.value)
+
+
+# --- tracers, debuggers ------------------------------------------------------------------------
+
+def traced_work() -> int:
+    total = 0
+    for i in range(3):
+        total += i
+    return total
+
+
+@pytest.mark.parametrize("mode", ["signal", "thread"])
+def test_a_stop_never_removes_the_users_trace_function(mode):
+    import sys
+
+    calls = []
+
+    def tracer(frame, event, arg):
+        spin(0.0002)  # a slow tracer: stops often become due while it runs
+        calls.append(event)
+        return tracer
+
+    for _ in range(3):
+        sys.settrace(tracer)
+        try:
+            with pytest.raises(CellTimeoutError), timeout(0.05, mode=mode):
+                while True:
+                    traced_work()  # a new frame: the tracer runs for its events
+            assert sys.gettrace() is tracer
+        finally:
+            sys.settrace(None)
+    assert calls
+
+
+def test_time_at_a_debugger_prompt_does_not_stop_the_debugger():
+    import io
+    import pdb
+
+    answered = []
+
+    class SlowUser(io.StringIO):
+        """The person at the prompt: thinks for 0.6 s, then types 'continue'."""
+
+        def readline(self, *args):
+            spin(0.6)
+            answered.append(time.monotonic())
+            return "continue\n"
+
+    debugger = pdb.Pdb(stdin=SlowUser(), stdout=io.StringIO())
+    debugger.use_rawinput = False
+    with pytest.raises(CellTimeoutError), timeout(0.2):
+        debugger.set_trace()
+        x = 1  # the prompt stops here
+        spin()
+    assert len(answered) == 1  # the prompt was answered, not cut short at 0.2 s
+    assert x == 1
