@@ -155,6 +155,27 @@ def test_unpicklable_member_is_a_stand_in_of_the_same_kind_alone():
     assert type(error.__cause__) is KeyError  # the rest of the chain is itself
 
 
+def test_a_class_the_kernel_lacks_is_a_stand_in_that_says_so():
+    @forked
+    def ghostly():
+        import types
+
+        ghost = types.ModuleType("nbtimeout_ghost")  # exists in the child only
+        sys.modules["nbtimeout_ghost"] = ghost
+        exec("class GhostError(LookupError):\n    pass", ghost.__dict__)
+        try:
+            {}["k"]
+        except KeyError as e:
+            raise ghost.GhostError("boo") from e
+
+    with pytest.raises(LookupError, match="boo") as info:
+        ghostly()
+    error = info.value
+    assert (type(error).__name__, type(error).__module__) == ("GhostError", "nbtimeout_ghost")
+    assert "unpickling it in the kernel failed: ModuleNotFoundError" in error.__notes__[-1]
+    assert type(error.__cause__) is KeyError
+
+
 def test_locals_travel_as_values_or_reprs():
     @forked
     def work(n):
