@@ -15,14 +15,20 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import cloudpickle
+import psutil
 import pytest
-from procs import children, wait_until
+from procs import wait_until
 
 import nbtimeout
 from nbtimeout import CellCrashedError, CellTimeoutError
 from nbtimeout._errors import CellResultError
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def left_on(pids) -> list:
+    """Processes still running under any of ``pids`` (psutil copes with threads coming and going)."""
+    return [c for pid in pids for c in psutil.Process(pid).children(recursive=True)]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
@@ -42,7 +48,7 @@ def _workers_unharmed(executor):
     before = worker_pids(executor)
     yield
     assert worker_pids(executor) == before  # none died, none was replaced
-    assert wait_until(lambda: not any(children(pid) for pid in before))
+    assert wait_until(lambda: not left_on(before))
 
 
 def task(x):
@@ -61,6 +67,14 @@ def task(x):
     elif kind == "touch":
         open(arg, "w").close()
         time.sleep(60)
+    elif kind == "deaf":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if arg:
+            time.sleep(arg)
+    elif kind == "exit":
+        os._exit(arg)
+    elif kind == "pid":
+        return os.getpid()
     return arg
 
 
@@ -124,7 +138,7 @@ def test_keyboard_interrupt_cancels_what_is_pending(executor, tmp_path):
         signal.signal(signal.SIGALRM, old)
     assert time.monotonic() - started < 1.5  # raised at once, not after the tasks
     # What was running ends at its limit (a pool cannot be told to stop a task); the rest never starts.
-    assert wait_until(lambda: not any(children(pid) for pid in worker_pids(executor)), 10)
+    assert wait_until(lambda: not left_on(worker_pids(executor)), 10)
     assert len(os.listdir(tmp_path)) < len(items)
     assert nbtimeout.map(task, [("ok", 3)], timeout=5, executor=executor).values() == [3]
 
@@ -156,3 +170,18 @@ def test_not_an_executor_is_refused():
         nbtimeout.map(task, [("ok", 1)], executor=object())
     with pytest.raises(ValueError, match="max_tasks_per_worker applies to nbtimeout's own workers"):
         nbtimeout.map(task, [("ok", 1)], max_tasks_per_worker=1, executor=object())
+
+
+def test_a_task_that_ignores_sigterm_is_killed_after_its_grace(executor):
+    results = nbtimeout.map(task, [("deaf", 60), ("sleep", 60)], timeout=0.3, grace=0.4, executor=executor)
+    assert [o.status for o in results] == ["stopped", "stopped"]
+    assert results[0].elapsed >= 0.7  # its limit, then its grace
+    assert results[1].elapsed < 0.7  # SIGTERM ended it: the grace is not waited for
+
+
+def test_a_task_that_exits_crashes_alone_and_the_next_gets_a_new_server(executor):
+    results = nbtimeout.map(task, [("pid", 0), ("exit", 3), ("pid", 0), ("pid", 0)], timeout=5, executor=executor)
+    assert [o.status for o in results] == ["finished", "crashed", "finished", "finished"]
+    assert results[1].error.exitcode == 3
+    assert "exited with code 3" in str(results[1].error)
+    assert not set(results.values()) & worker_pids(executor)  # every task ran in a server, never the worker

@@ -18,12 +18,14 @@ from typing import Any
 
 import cloudpickle
 
-from .._errors import CellResultError
+from .._errors import CellCrashedError, CellResultError
+from .._units import format_duration
 from .carry import unpack
 from .outcome import FAILED, Outcome, Results
 from .task import cancel, run_task
 from .view import View, open_view
 
+CRASHED_ON_WORKER = "the task's process on the worker {how} after {elapsed}; the worker is unharmed"
 POLL = 0.25  # seconds between looks at which tasks run (for the grid); results need no polling
 
 
@@ -161,5 +163,7 @@ def _outcome(index: int, item: Any, report: Any, view: View) -> Outcome:
     for name, text in output:
         view.write(index, name, text)
     status, value, error = unpack(parcel)
+    if isinstance(error, CellCrashedError):  # the message names what it is about
+        error.args = (CRASHED_ON_WORKER.format(how=error.how, elapsed=format_duration(error.elapsed)),)
     view.ended(index, status)
     return Outcome(index, item, status, value, error, elapsed)

@@ -121,14 +121,16 @@ def _wait(server: Server, begin: float, limit: float, grace: float,
                 else:  # it answered just as it was told to stop: it is dying
                     _close(server)
                 return parcel, elapsed
-            if server.exit in ready or time.monotonic() >= deadline:
-                if server.exit not in ready and stopping is None and grace > 0:
+            if server.exit in ready:  # on our SIGTERM, or on its own: a crash
+                return _ended(server, begin, limit, stopping is not None, write)
+            if time.monotonic() >= deadline:
+                if stopping is None and grace > 0:
                     stopping = time.monotonic()
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(server.pid, signal.SIGTERM)  # the server alone: its stack dump is whole
                     deadline = stopping + grace
                     continue
-                return _ended(server, begin, limit, stopping, write)
+                return _ended(server, begin, limit, True, write)  # SIGKILL: it ignored SIGTERM
 
 
 def _answer(server: Server) -> Parcel | None:
@@ -147,14 +149,14 @@ def _drain(server: Server, write: Callable[[str, bytes], None]) -> None:
         read_dry(fd, lambda data, name=name: write(name, data))
 
 
-def _ended(server: Server, begin: float, limit: float, stopping: float | None,
+def _ended(server: Server, begin: float, limit: float, stopped: bool,
            write: Callable[[str, bytes], None]) -> tuple[Parcel, float]:
-    """It ran past its limit (``stopping`` says when it was told) or died on its own: stop, reap, say."""
-    elapsed = (stopping or time.monotonic()) - begin
+    """It was ``stopped`` past its limit, or died on its own: kill what is left, reap, say which."""
     _drain(server, write)
     how, stack = _close(server)
+    elapsed = time.monotonic() - begin
     frames = user_frames(parse_dump(stack))
-    if stopping is not None or elapsed >= limit:
+    if stopped:
         error: BaseException = CellTimeoutError(limit, elapsed, "fork", where=describe_where(frames),
                                                  stack=format_frames(frames) or None)
         return error_parcel(attach(error, frames), STOPPED), elapsed
