@@ -80,7 +80,7 @@ def lab(tmp_path_factory):
     try:
         assert ready.wait(60), "JupyterLab did not start within 60 s:\n" + "".join(log)
         assert server.poll() is None, "JupyterLab exited:\n" + "".join(log)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", root
     finally:
         server.terminate()
         try:
@@ -93,6 +93,11 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def lab_root(lab):
+    return lab[1]
+
+
+@pytest.fixture(scope="module")
 def page(lab):
     from playwright.sync_api import sync_playwright
 
@@ -101,7 +106,7 @@ def page(lab):
         try:
             view = browser.new_page(viewport={"width": 1100, "height": 1000})
             view.set_default_timeout(30_000)
-            view.goto(f"{lab}/lab/tree/browser.ipynb?token={TOKEN}")
+            view.goto(f"{lab[0]}/lab/tree/browser.ipynb?token={TOKEN}")
             yield view
         finally:
             browser.close()
@@ -159,10 +164,11 @@ def test_tqdm_auto_bar_from_a_fork_cell_renders_and_moves(page, lab, tmp_path):
                     f"{url}/api/sessions/{session['id']}?token={TOKEN}", method="DELETE")).close()
 
 
-def test_run_all_shows_countdown_final_states_and_banners(page, tmp_path):
+def test_run_all_shows_countdown_records_and_banners_readable_in_both_themes(page, tmp_path):
     from playwright.sync_api import expect
 
     shots = pathlib.Path(os.environ.get("NBTIMEOUT_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
 
     cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell")
     expect(cells).to_have_count(4, timeout=60_000)
@@ -175,34 +181,92 @@ def test_run_all_shows_countdown_final_states_and_banners(page, tmp_path):
     page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
 
     finished, stopped, crashed = cells.nth(1), cells.nth(2), cells.nth(3)
-    # live: the label counts up while the finished cell sleeps its 3 s
-    live = finished.locator("div.widget-label")
-    expect(live).to_have_text(re.compile(r"^◷ [12]\.\d s / 5\.01 s · signal$"), timeout=30_000)
-    expect(finished.locator(".widget-hprogress, .widget-progress").first).to_be_visible()
-    shots.mkdir(parents=True, exist_ok=True)
+    # live: after a second the countdown line appears and counts up while the cell sleeps its 3 s
+    live = finished.locator("[data-nbtimeout='running']")
+    expect(live).to_contain_text(re.compile(r"◷ Running [12]\.\d s of 5\.01 s \(signal engine\)"), timeout=30_000)
     finished.screenshot(path=str(shots / "countdown.png"))
-
-    expect(live).to_have_text(re.compile(r"^✔ Finished in 3(?:\.\d+)? s / 5\.01 s · signal$"), timeout=30_000)
+    # ...and becomes the record, in place
+    record = finished.locator("[data-nbtimeout='finished']")
+    expect(record).to_contain_text(re.compile(r"✔ Finished in 3(?:\.\d+)? s \(limit 5\.01 s, signal engine\)"),
+                                   timeout=30_000)
+    expect(live).to_have_count(0)
     expect(finished.locator(".jp-OutputArea-output").last).to_contain_text("'finished'")
 
-    stop_label = stopped.locator("div.widget-label")
-    expect(stop_label).to_have_text(
-        re.compile(r"^■ Stopped \(continuing\) after 1(?:\.\d+)? s / 1 s · signal$"))
-    stop_banner = stopped.locator("[data-nbtimeout='continued'], .jp-RenderedHTMLCommon").filter(
-        has_text="%%timeout stopped this cell after")
-    expect(stop_banner.first).to_be_visible()
-    expect(stop_banner.first).to_contain_text("■ Stopped (continuing)")
-    expect(stop_banner.first).to_contain_text("(limit 1 s, signal engine)")
-    expect(stop_banner.first).to_contain_text(re.compile(r"at line [34] in spin\(\) of In \[\d+\]"))
+    # the stopped cell showed a countdown (past 1 s), then its banner took that line's place
+    stop_banner = stopped.locator("[data-nbtimeout='continued']")
+    expect(stop_banner).to_contain_text("■ Stopped (continuing)", timeout=30_000)
+    expect(stop_banner).to_contain_text("(limit 2 s, signal engine)")
+    expect(stop_banner).to_contain_text(re.compile(r"at line [34] in spin\(\) of In \[\d+\]"))
+    expect(stopped.locator("[data-nbtimeout]")).to_have_count(1)
 
-    crash_label = crashed.locator("div.widget-label")
-    expect(crash_label).to_have_text(re.compile(r"^☠ Crashed \(SIGSEGV\) after \d+ ms / 2 s · fork$"))
-    crash_banner = crashed.locator(".jp-RenderedHTMLCommon").filter(has_text="killed by SIGSEGV")
-    expect(crash_banner.first).to_be_visible()
-    expect(crash_banner.first).to_contain_text("☠ Crashed")
+    crash_banner = crashed.locator("[data-nbtimeout='crashed']")
+    expect(crash_banner).to_contain_text("☠ Crashed", timeout=30_000)
+    expect(crash_banner).to_contain_text("killed by SIGSEGV")
     expect(crashed.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")
            .filter(has_text="CellCrashedError").first).to_be_visible()
+    for cell in (finished, stopped, crashed):  # records, not widgets
+        expect(cell.locator(".jupyter-widgets")).to_have_count(0)
 
-    stopped.screenshot(path=str(shots / "stopped-cell.png"))
-    crashed.screenshot(path=str(shots / "crashed-cell.png"))
-    page.screenshot(path=str(shots / "notebook.png"), full_page=True)
+    lines = {"finished": record, "stopped": stop_banner, "crashed": crash_banner}
+    for theme in ("light", "dark"):
+        if theme == "dark":
+            page.get_by_role("menuitem", name="Settings", exact=True).click()
+            page.locator(".lm-Menu-item", has_text=re.compile(r"^Theme\s*$")).first.click()  # a submenu
+            page.locator(".lm-Menu-item", has_text=re.compile(r"^JupyterLab Dark\s*$")).first.click()
+            expect(page.locator("body[data-jp-theme-name='JupyterLab Dark']")).to_have_count(1, timeout=30_000)
+            expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1)
+        suffix = "" if theme == "light" else "-dark"
+        for state, element in lines.items():
+            for part in (element.locator(":scope > div").first, element.locator(":scope > div").last):
+                ratio = pixel_contrast(part.screenshot())
+                assert ratio >= 4.5, f"{state} text on the {theme} theme: {ratio:.2f}:1"
+        stopped.screenshot(path=str(shots / f"stopped-cell{suffix}.png"))
+        crashed.screenshot(path=str(shots / f"crashed-cell{suffix}.png"))
+        page.screenshot(path=str(shots / f"notebook{suffix}.png"), full_page=True)
+
+
+def pixel_contrast(png: bytes) -> float:
+    """WCAG contrast between the commonest colour of a screenshot (the background) and the pixel that
+    differs from it most (a fully covered glyph pixel: the text colour)."""
+    import io
+
+    import numpy as np
+    from matplotlib.image import imread
+
+    rgb = np.round(imread(io.BytesIO(png))[..., :3] * 255).reshape(-1, 3)
+    colours, counts = np.unique(rgb, axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+
+    def luminance(c: np.ndarray) -> np.ndarray:
+        c = c / 255
+        c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return c @ np.array([0.2126, 0.7152, 0.0722])
+
+    lum, back = luminance(colours), luminance(background)
+    ratios = (np.maximum(lum, back) + 0.05) / (np.minimum(lum, back) + 0.05)
+    return float(ratios.max())
+
+
+def test_committed_tour_notebooks_open_unmodified(page, lab_root):
+    """Opening a tour notebook (which starts its kernel) must not mark it modified."""
+    from playwright.sync_api import expect
+
+    for source in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+        shutil.copy(source, lab_root / source.name)
+        page.goto(page.url.split("/lab/")[0] + f"/lab/tree/{source.name}?token={TOKEN}")
+        panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+        expect(panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1,
+                                                                                                  timeout=60_000)
+        # JupyterLab rewrites metadata (the kernelspec) right after the kernel connects: watch a while
+        page.wait_for_timeout(2_000)
+        tab = page.locator(".lm-TabBar-tab", has_text=source.name)
+        expect(tab).to_have_count(1)
+        if "jp-mod-dirty" in (tab.get_attribute("class") or ""):
+            page.keyboard.press("Control+s")  # save it, to say what JupyterLab changed
+            expect(page.locator(".lm-TabBar-tab.jp-mod-dirty", has_text=source.name)).to_have_count(0)
+            before, after = json.loads(source.read_text()), json.loads((lab_root / source.name).read_text())
+            changed = [key for key in before["metadata"] if before["metadata"][key] != after["metadata"].get(key)]
+            cells = [i for i, (one, two) in enumerate(zip(before["cells"], after["cells"], strict=False))
+                     if one != two]
+            pytest.fail(f"{source.name} is marked modified on open; metadata changed: {changed}, cells: {cells}, "
+                        f"e.g. {[before['cells'][i] for i in cells[:1]]} -> {[after['cells'][i] for i in cells[:1]]}")
