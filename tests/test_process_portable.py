@@ -10,6 +10,7 @@ guard process takes everything down with a SIGKILLed kernel, even a child stuck 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -146,6 +147,33 @@ def test_one_guard_per_kernel_and_it_is_nobodys_child(kernel):
     assert len(guards) == 1
     assert guards[0].pid not in children(kernel.pid)
     assert guards[0].ppid() != kernel.pid
+
+
+def _guards_of(pid: int) -> list[int]:
+    """Guard processes of the process ``pid``: they hold the other end of one of its pipes."""
+    pipes = {target for target in _fds(pid).values() if target.startswith("pipe:")}
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any("guardian.py" in a for a in proc.info["cmdline"] or []):
+            with contextlib.suppress(OSError):
+                if pipes & set(_fds(proc.pid).values()):
+                    found.append(proc.pid)
+    return found
+
+
+def test_forks_from_many_threads_at_once_start_one_guard(fresh_kernel):
+    result = fresh_kernel.run(cell("""
+        from concurrent.futures import ThreadPoolExecutor
+        import nbtimeout
+        @nbtimeout.timeout(5, mode="fork")
+        def same(x):
+            return x
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(same, range(16)))
+        got == list(range(16))
+    """))
+    assert result.out == "True", result.traceback
+    assert len(_guards_of(fresh_kernel.pid)) == 1
 
 
 # shutting down the client of a SIGKILLed kernel leaves jupyter_client sockets to the collector

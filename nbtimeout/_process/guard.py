@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 from . import ownfds
 
@@ -28,8 +29,16 @@ def session() -> int | None:
     return _session
 
 
+_starting = threading.Lock()  # map's executor forks from several threads: one guard, not one each
+
+
 def ensure() -> bool:
     """Start the guard unless it is running; False if it cannot be started here."""
+    with _starting:
+        return _ensure()
+
+
+def _ensure() -> bool:
     global _ctrl, _session
     if _ctrl is not None:
         try:
@@ -92,6 +101,15 @@ def _send(message: bytes, fd: int | None = None) -> None:
             socket.send_fds(sock, [message], [fd])
     finally:
         sock.detach()
+
+
+def _after_fork_in_child() -> None:
+    global _starting
+    _starting = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def release(pid: int) -> None:
