@@ -479,3 +479,25 @@ def test_a_kernel_process_pool_says_why_at_once(kernel):
     assert result.ename == "RuntimeError"
     assert "ProcessPoolExecutor runs in the kernel" in result.evalue
     assert kernel.run("pp.shutdown()").status == "ok"
+
+
+def test_waiting_on_a_queue_fed_by_a_kernel_thread_names_the_likely_cause(kernel):
+    setup = cell("""
+        import queue, threading
+        jobs, go = queue.Queue(), threading.Event()
+        feeder = threading.Thread(target=lambda: (go.wait(), jobs.put(42)), daemon=True)
+        feeder.start()
+        """)
+    assert kernel.run(setup).status == "ok"
+    result = kernel.run("%%timeout 1 -m fork -q\ngo.set()\nanswer = jobs.get()")
+    assert result.ename == "CellTimeoutError"
+    banner = "\n".join(result.displays())
+    assert "line 3" in banner
+    assert "threads started in the kernel do not run in a fork cell" in banner
+    assert kernel.run("go.set()\nfeeder.join()\njobs.get()").out == "42"  # in the kernel it works
+
+
+def test_a_plain_stop_names_no_thread(kernel):
+    result = kernel.run("%%timeout 0.5 -m fork -q\nwhile True: pass")
+    assert result.ename == "CellTimeoutError"
+    assert "threads started in the kernel" not in "\n".join(result.displays())

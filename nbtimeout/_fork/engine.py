@@ -34,6 +34,7 @@ from .errors import CarriedError, rebuild
 from .protocol import BODY, DONE, OWN, PHASE, SYNC, Envelope, recv_done
 from .stackdump import fallback_frames
 from .stdin import PromptExpiredError
+from .threads import waiting_hint
 
 
 @dataclass
@@ -245,7 +246,7 @@ def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int
     dumped = parse_dump(child.stack_text)
     frames = user_frames(dumped)
     unknown = None if frames else IN_OURS if dumped else NO_STACK
-    error = CellTimeoutError(limit, elapsed, "fork", where=unknown or describe_where(frames),
+    error = CellTimeoutError(limit, elapsed, "fork", where=unknown or waiting_hint(describe_where(frames), frames),
                              stack=format_frames(frames) or None)
     if unknown:  # say so, and end the traceback at the user's line that started it, not in ours
         error.__notes__ = [unknown]

@@ -76,3 +76,15 @@ def _start_afresh(executor: Any) -> None:  # pragma: no cover - runs in the chil
     executor._idle_semaphore = threading.Semaphore(0)
     executor._work_queue = queue.SimpleQueue()
     executor._shutdown_lock = threading.Lock()  # a kernel thread may have held it at the fork
+
+
+# Where a child waits when it waits on another thread: a lock, condition, event, queue or future.
+_WAITS = ("threading.py", "queue.py", "concurrent/futures/")
+
+
+def waiting_hint(where: str, frames: list[tuple[str, int, str]]) -> str:
+    """``where`` a stopped fork child was, plus the likely cause if it was waiting on a thread."""
+    if not frames or not any(part in frames[-1][0] for part in _WAITS):
+        return where
+    return (f"{where}; waiting in {frames[-1][2]}() of {frames[-1][0].rsplit('/', 1)[-1]}: threads "
+            "started in the kernel do not run in a fork cell")
