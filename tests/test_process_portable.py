@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import psutil
@@ -50,6 +51,28 @@ def test_portable_mode_is_read_once_from_the_environment_and_turns_off_every_lin
     # On this Linux every fast path is there; each is chosen by capability, not by platform name.
     assert native == {"portable": False, "pidfd": hasattr(os, "pidfd_open"), "prctl": True,
                       "proc_status": os.path.exists("/proc/self/status")}
+
+
+def test_a_child_forked_on_a_thread_that_ends_lives_until_it_is_done():
+    """PR_SET_PDEATHSIG fires when the forking *thread* ends: map's executor forks long-lived servers
+    from worker threads, which would die with them."""
+    from nbtimeout._process.forking import detach, exit_fd, exited, fork, reap
+
+    def child():  # pragma: no cover - runs in the child
+        detach(parent)
+        time.sleep(0.3)
+        os._exit(7)
+
+    parent, pids = os.getpid(), []
+    thread = threading.Thread(target=lambda: pids.append(fork(child)))
+    thread.start()
+    thread.join()
+    fd = exit_fd(pids[0])
+    try:
+        assert exited(fd, 10)
+    finally:
+        os.close(fd)
+    assert reap(pids[0]) == (None, 7)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,12 +7,13 @@ import gc
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import NoReturn
 
 from .._errors import NO_FORK, EngineUnavailableError
-from . import exits, guard, openfiles
+from . import exits, guard
 from .exits import exit_fd, exited
 from .facilities import LIBC, PR_SET_PDEATHSIG, PRCTL
 
@@ -37,8 +38,8 @@ def fork(child: Callable[[], NoReturn]) -> int:
             with contextlib.suppress(Exception):
                 stream.flush()
     LIBC.fflush(None)
-    openfiles.before_fork()  # file buffers too (before gc.freeze: it scans the kernel's objects)
     status, watch = exits.before_fork(), guard.before_fork()
+    from_main = threading.current_thread() is threading.main_thread()
     gc.freeze()  # the child's collector then leaves the kernel's objects (and their pages) alone
     try:
         with warnings.catch_warnings():
@@ -49,6 +50,8 @@ def fork(child: Callable[[], NoReturn]) -> int:
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
+            global _parent_thread_lasts
+            _parent_thread_lasts = from_main
             os.setpgid(0, 0)  # before the guard hears of the group
             exits.in_child(status)
             guard.in_child(watch)
@@ -62,10 +65,15 @@ def fork(child: Callable[[], NoReturn]) -> int:
         gc.unfreeze()
 
 
+# PR_SET_PDEATHSIG fires when the parent *thread* ends: only a child forked on the main thread may
+# use it (map's executor forks long-lived servers from worker threads that come and go).
+_parent_thread_lasts = False
+
+
 def detach(parent: int) -> None:  # pragma: no cover - runs in the child
     """In the child: lead a process group, die with the kernel, and let SIGTERM kill."""
     os.setpgid(0, 0)
-    if PRCTL is not None:  # the guard does this everywhere; the kernel's own signal is quicker still
+    if PRCTL is not None and _parent_thread_lasts:  # the guard does it everywhere; this is quicker
         PRCTL(PR_SET_PDEATHSIG, SIGKILL)
     if os.getppid() != parent:  # the kernel died before we were watched
         os._exit(1)
