@@ -217,7 +217,7 @@ def test_a_recursion_error_travels_small_and_whole():
 
 
 def test_a_stopped_childs_frames_say_their_locals_did_not_travel():
-    @nbtimeout.timeout(0.3, mode="fork", grace=0.2)
+    @nbtimeout.timeout(1, mode="fork", grace=0.2)
     def spin():
         j = 3  # noqa: F841 - there to be asked for
         while True:
@@ -234,7 +234,7 @@ def test_a_stopped_childs_frames_say_their_locals_did_not_travel():
 
 
 def test_own_sigterm_handler_keeps_where_the_stop_was():
-    @nbtimeout.timeout(0.3, mode="fork", grace=0.2)
+    @nbtimeout.timeout(1, mode="fork", grace=0.2)
     def stubborn():
         signal.signal(signal.SIGTERM, lambda *a: None)
         while True:
@@ -247,7 +247,7 @@ def test_own_sigterm_handler_keeps_where_the_stop_was():
 
 
 def test_a_refused_sigterm_handler_keeps_the_dump():
-    @nbtimeout.timeout(0.3, mode="fork", grace=0.2)
+    @nbtimeout.timeout(1, mode="fork", grace=0.2)
     def refused():
         def install():
             with pytest.raises(ValueError, match="main thread"):
