@@ -1,6 +1,7 @@
 """Nested fork levels (issue 17.1): stopping a level stops everything below it, at any depth, and an
 inner limit stops only its own subtree. Three levels deep through a real kernel, a subprocess at the
-bottom: a fork cell, a ``@timeout(mode="fork")`` call or an ``nbtimeout.map`` task, and the other."""
+bottom: a fork cell, then a ``@timeout(mode="fork")`` call, an ``nbtimeout.map`` task or a nested
+fork cell, then one of the others."""
 
 from __future__ import annotations
 
@@ -36,10 +37,16 @@ def call_then_map(limit, task_limit=60):
         return nbtimeout.map(bottom, [0, 1], timeout=task_limit, workers=2)
     return middle()
 
+@nbtimeout.timeout(60, mode="fork")
+def forked_bottom():
+    bottom()
+
+def cell_then_call(limit):
+    ran = get_ipython().run_cell(f"%%timeout {limit} -m fork\\nnote('middle')\\nforked_bottom()")
+    if ran.error_in_exec is not None:
+        raise ran.error_in_exec
+
 def map_then_call(limit, task_limit=60):
-    @nbtimeout.timeout(60, mode="fork")
-    def forked_bottom():
-        bottom()
     def task(_):
         note("middle")
         return forked_bottom()
@@ -84,7 +91,7 @@ def _all_gone_within(pids: list[int], seconds: float) -> bool:
     return wait_until(lambda: all(exited(pid) for pid in pids), seconds)
 
 
-@pytest.mark.parametrize("shape", ["call_then_map", "map_then_call"])
+@pytest.mark.parametrize("shape", ["call_then_map", "map_then_call", "cell_then_call"])
 def test_stopping_the_fork_cell_stops_three_levels_below_it(nest, path, shape):
     sleeps = 2 if shape == "call_then_map" else 1
     result = nest.run(cell(f"""
@@ -100,7 +107,7 @@ def test_stopping_the_fork_cell_stops_three_levels_below_it(nest, path, shape):
     assert time.monotonic() - stopped < 1.5
 
 
-@pytest.mark.parametrize("shape", ["call_then_map", "map_then_call"])
+@pytest.mark.parametrize("shape", ["call_then_map", "map_then_call", "cell_then_call"])
 def test_an_inner_limit_stops_only_its_own_subtree(nest, path, shape):
     result = nest.run(cell(f"""
         %%timeout 30 -m fork
@@ -125,7 +132,7 @@ def test_an_inner_limit_stops_only_its_own_subtree(nest, path, shape):
     """))
     assert result.status == "ok", result.traceback
     out = result.stream()
-    expected = "CellTimeoutError" if shape == "call_then_map" else "['stopped']"
+    expected = "['stopped']" if shape == "map_then_call" else "CellTimeoutError"
     assert f"middle: {expected}" in out, out
     assert "subtree gone: True" in out, (out, _noted(path))
     cell_pid = _wait_for(path, "cell", 1)[0]
