@@ -202,14 +202,30 @@ def test_fork_children_and_map_workers_in_a_stopped_signal_cell_are_their_engine
     assert kernel.run("1").status == "ok"
 
 
-def test_the_kernels_children_are_read_the_same_without_proc():
-    # NBTIMEOUT_PORTABLE=1 takes the psutil path macOS uses; both see the same children.
-    code = ("import subprocess; from nbtimeout._process import tree; p = subprocess.Popen(['sleep', '5']);"
-            "print(p.pid in tree.direct_children(), tree._FAST); p.kill(); p.wait()")
-    for portable, fast in (("0", "True"), ("1", "False")):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={**os.environ, "NBTIMEOUT_PORTABLE": portable}).stdout.split()
-        assert out == ["True", fast if os.path.exists("/proc/self/task") else "False"]
+STARTED_SCRIPT = """
+import subprocess, threading, time
+from nbtimeout._process import tree
+older = subprocess.Popen(["sleep", "30"])
+from_a_thread = []
+threading.Thread(target=lambda: from_a_thread.append(subprocess.Popen(["sleep", "30"]))).start()
+time.sleep(0.05)  # both exist well before the cell starts (start times count in 10 ms ticks)
+started = tree.Started()
+newer = subprocess.Popen(["sleep", "30"])
+_, direct = started.new()
+started.stop(grace=1)
+print(direct == {newer.pid}, newer.returncode, older.poll(), from_a_thread[0].poll(), tree._FAST)
+for p in (older, from_a_thread[0]):
+    p.kill(); p.wait()
+"""
+
+
+@pytest.mark.parametrize("portable", ["0", "1"])
+def test_started_tells_new_children_from_older_ones_with_and_without_proc(portable):
+    # NBTIMEOUT_PORTABLE=1 takes the path macOS has: start times alone, no /proc.
+    out = subprocess.run([sys.executable, "-c", STARTED_SCRIPT], capture_output=True, text=True, check=True,
+                         env={**os.environ, "NBTIMEOUT_PORTABLE": portable}).stdout.split()
+    fast = str(portable == "0" and os.path.exists("/proc/thread-self/children"))
+    assert out == ["True", str(-signal.SIGTERM), "None", "None", fast]
 
 
 def test_started_leaves_out_nbtimeouts_own_forks():

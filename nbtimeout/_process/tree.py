@@ -1,10 +1,11 @@
 """Stop the processes a cell started: SIGTERM, a grace period, SIGKILL, then reap.
 
 A cell run in the kernel (signal engine) starts processes as children of the kernel: ``!cmd``,
-``%%bash``, ``subprocess``, ``os.system``. Before the cell, :class:`Started` notes the kernel's
-direct children; when the cell is stopped, each direct child that is new, with everything below
-it, is stopped. Children that existed before the cell are left alone, and so are nbtimeout's own
-forks (fork mode, ``nbtimeout.map`` workers), which their engines stop and reap themselves.
+``%%bash``, ``subprocess``, ``os.system``. :class:`Started` notes when the cell started (and, on
+Linux, the children its thread had then, in microseconds); when the cell is stopped, each child of
+the kernel started since, with everything below it, is stopped. Children that existed before the
+cell are left alone, and so are nbtimeout's own forks (fork mode, ``nbtimeout.map`` workers), which
+their engines stop and reap themselves.
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ from .facilities import PORTABLE
 _POLL = 0.01  # seconds between looks at processes that were sent SIGTERM (exits have no event here)
 
 
-def _task_children_files() -> bool:
-    # Reading the kernel's own children files costs microseconds; psutil scans every process.
-    return not PORTABLE and os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
-
-
-_FAST = _task_children_files()
+# The children the calling thread forked (Linux): read in microseconds, where psutil scans every
+# process. Start times alone (10 ms ticks on Linux) cannot tell a child forked just before the cell.
+_THREAD_CHILDREN = "/proc/thread-self/children"
+_FAST = not PORTABLE and os.path.exists(_THREAD_CHILDREN)
 
 
 def _clock() -> float:
@@ -38,20 +37,19 @@ def _clock() -> float:
     return time.time()
 
 
-_BOOTTIME = not PORTABLE and hasattr(time, "CLOCK_BOOTTIME") and os.path.exists("/proc/stat")
+# Where there is a boot-time clock (Linux), psutil counts start times from boot; elsewhere (macOS)
+# it reads them as wall-clock times.
+_BOOTTIME = hasattr(time, "CLOCK_BOOTTIME")
 _BOOT = psutil.boot_time() if _BOOTTIME else 0.0
 _TICK = 0.011  # /proc counts start times in 10 ms ticks, rounded down
 
 
-def direct_children() -> set[int]:
-    """Pids of this process's children, live or zombie."""
-    if _FAST:
-        found: set[int] = set()
-        for task in os.listdir("/proc/self/task"):
-            with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as f:
-                found.update(map(int, f.read().split()))
-        return found
-    return {p.pid for p in psutil.Process().children()}
+def forked_here() -> frozenset[int]:
+    """Pids of the children the calling thread forked, where that is cheap to know (else none)."""
+    if not _FAST:
+        return frozenset()
+    with open(_THREAD_CHILDREN) as f:
+        return frozenset(map(int, f.read().split()))
 
 
 def _own_fork(proc: psutil.Process, me: psutil.Process) -> bool:
@@ -68,7 +66,7 @@ class Started:
     __slots__ = ("_before", "_lock", "_signalled", "_since")
 
     def __init__(self) -> None:
-        self._before = direct_children()
+        self._before = forked_here()
         self._since = _clock() - _TICK
         self._lock = threading.Lock()
         self._signalled: set[int] = set()  # direct children we stopped, still to be reaped
@@ -78,14 +76,15 @@ class Started:
         the pids of those direct children."""
         me = psutil.Process()
         procs, direct = [], set()
-        for pid in direct_children() - self._before:
+        for child in me.children():
             try:
-                child = psutil.Process(pid)
+                if child.pid in self._before or child.create_time() < self._since:
+                    continue  # it was there before the cell
                 if child.status() == psutil.STATUS_ZOMBIE or _own_fork(child, me):
                     continue
                 # The whole tree first: a grandchild whose parent dies is re-parented out of reach.
                 procs += [child, *child.children(recursive=True)]
-                direct.add(pid)
+                direct.add(child.pid)
             except psutil.Error:
                 continue
         return procs + self._orphans(me, {p.pid for p in procs}), direct
