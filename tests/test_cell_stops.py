@@ -121,5 +121,6 @@ def test_a_swallowed_stop_in_a_script_is_told_in_one_line(kernel: Kernel):
     stopped(result)
     shown = result.traceback + result.stream() + result.stream("stderr")
     assert "_Expired" not in shown
-    assert "■ the time limit stopped this code; the timed cell ends as stopped (at line 1 in <module>() of spin.py)" in shown
+    assert ("■ the time limit stopped this code; the timed cell ends as stopped "
+            "(at line 1 in <module>() of spin.py)") in shown
     assert "spin.py:1" in result.traceback  # the stopped cell's traceback ends where the stop hit
