@@ -249,11 +249,19 @@ def pixel_contrast(png: bytes) -> float:
 
 def test_committed_tour_notebooks_open_unmodified(page, lab_root):
     """Opening a tour notebook (which starts its kernel) must not mark it modified."""
+    import urllib.request
+
     from playwright.sync_api import expect
 
+    base = page.url.split("/lab/")[0]
     for source in sorted((ROOT / "notebooks").glob("0*.ipynb")):
         shutil.copy(source, lab_root / source.name)
-        page.goto(page.url.split("/lab/")[0] + f"/lab/tree/{source.name}?token={TOKEN}")
+        with urllib.request.urlopen(f"{base}/api/sessions?token={TOKEN}") as answer:
+            for session in json.load(answer):  # the kernels of what was open before: this one alone runs
+                urllib.request.urlopen(urllib.request.Request(
+                    f"{base}/api/sessions/{session['id']}?token={TOKEN}", method="DELETE")).close()
+        # ?reset: a fresh workspace, so only this notebook opens (restored tabs would start kernels too)
+        page.goto(f"{base}/lab/tree/{source.name}?reset&token={TOKEN}")
         panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
         expect(panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1,
                                                                                                   timeout=60_000)
