@@ -148,6 +148,30 @@ class Kernel:
         assert result.status == "ok", result.traceback
         return ast.literal_eval(result.stream().strip())
 
+    def create_subshell(self, timeout: float = 30) -> str:
+        """A new kernel subshell (ipykernel 7, on the control channel); its ``subshell_id``."""
+        request = self.client.session.msg("create_subshell_request", {})
+        self.client.control_channel.send(request)
+        while True:
+            reply = self.client.get_control_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == request["header"]["msg_id"]:
+                return reply["content"]["subshell_id"]
+
+    def run_in_subshell(self, subshell_id: str, code: str, timeout: float = 60) -> Result:
+        """``run(code)`` with ``subshell_id`` in the execute request's header: the cell runs there."""
+        channel = self.client.shell_channel
+        send = channel.send
+
+        def to_subshell(msg: dict[str, Any]) -> None:
+            msg["header"]["subshell_id"] = subshell_id
+            send(msg)
+
+        channel.send = to_subshell
+        try:
+            return self.run(code, timeout)
+        finally:
+            del channel.send  # the channel's own method again
+
     def interrupt(self) -> None:
         self.manager.interrupt_kernel()
 
