@@ -12,6 +12,7 @@ import time
 
 import pytest
 from kernelclient import WIDGET_VIEW, Kernel, Result
+from procs import children, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,6 +26,13 @@ def _imports(kernel):
     setup = ("import os, sys, time, getpass, nbtimeout\nimport ipywidgets as widgets\n"
              "from IPython.display import display")
     assert kernel.run(setup, timeout=120).status == "ok"
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left(kernel):
+    """After every test (prompts abandoned, interrupts, stops included) the kernel has no child left."""
+    yield
+    assert wait_until(lambda: not children(kernel.pid)), children(kernel.pid)
 
 
 def opened(result: Result, model: str | None = None) -> list[dict]:
@@ -501,3 +509,79 @@ def test_a_plain_stop_names_no_thread(kernel):
     result = kernel.run("%%timeout 0.5 -m fork -q\nwhile True: pass")
     assert result.ename == "CellTimeoutError"
     assert "threads started in the kernel" not in "\n".join(result.displays())
+
+
+# --- more adversarial cases ------------------------------------------------------------------------
+
+def test_widget_updated_from_a_thread_while_the_cell_prints_and_displays(kernel):
+    """Two threads of the child talk to the kernel at once: nothing is lost or garbled."""
+    result = kernel.run(cell("""
+        %%timeout 30 -m fork -q
+        import threading
+        bar = widgets.IntProgress(max=200)
+        def move():
+            for v in range(1, 201):
+                bar.value = v
+        mover = threading.Thread(target=move)
+        mover.start()
+        for i in range(100):
+            display(i)
+            print(i)
+        mover.join()
+        """))
+    assert result.status == "ok", result.traceback
+    (bar,) = opened(result, "IntProgressModel")
+    assert updates(result, bar["comm_id"]) == list(range(1, 201))
+    assert result.displays() == [str(i) for i in range(100)]
+    assert result.stream() == "".join(f"{i}\n" for i in range(100))
+
+
+def test_binary_buffers_of_a_widget_arrive(kernel):
+    result = kernel.run(cell("""
+        %%timeout 30 -m fork -q
+        image = widgets.Image(value=b'\\x89PNG' + bytes(range(256)) * 400, format='png')
+        display(image)
+        """))
+    assert result.status == "ok", result.traceback
+    (image,) = [m for m in result.of("comm_open") if m["content"]["data"]["state"].get("_model_name") == "ImageModel"]
+    assert [bytes(b) for b in image["buffers"]] == [b"\x89PNG" + bytes(range(256)) * 400]
+
+
+def test_input_in_a_nested_fork_cell_goes_through_both_levels(kernel):
+    result = kernel.run_answering(cell("""
+        %%timeout 30 -m fork -q
+        get_ipython().run_cell_magic('timeout', '20 -m fork -q', "inner = input('inner? ')")
+        outer = inner.upper()
+        """), ["deep"])
+    assert result.status == "ok", result.traceback
+    assert result.prompts == [("inner? ", False)]
+    assert kernel.value("(inner, outer)") == ("deep", "DEEP")
+
+
+def test_interrupt_at_a_prompt_stops_the_child_and_keeps_the_kernel(kernel):
+    import threading
+
+    timer = threading.Timer(2, kernel.interrupt)
+    timer.start()
+    try:
+        result = kernel.run_answering("%%timeout 30 -m fork -q\ninput('waiting: ')", [None])
+    finally:
+        timer.cancel()
+    assert result.ename == "KeyboardInterrupt"
+    assert result.prompts == [("waiting: ", False)]
+    assert kernel.run("1 + 1").out == "2"
+
+
+def test_a_stopped_cell_leaves_its_widget_with_the_last_state_it_sent(kernel):
+    result = kernel.run(cell("""
+        %%timeout 1 -m fork -q
+        p = widgets.IntProgress(max=10)
+        display(p)
+        p.value = 7
+        while True: pass
+        """))
+    assert result.ename == "CellTimeoutError"
+    (bar,) = opened(result, "IntProgressModel")
+    assert updates(result, bar["comm_id"]) == [7]
+    assert not result.of("comm_close")
+    assert bar["comm_id"] in kernel_comms(kernel)
