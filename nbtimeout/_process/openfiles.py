@@ -32,8 +32,10 @@ import stat
 import weakref
 from typing import Any
 
+from .facilities import PORTABLE
+
 _FILES = (io.TextIOWrapper, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.BufferedRWPair)
-_FD_DIRS = ("/proc/self/fd", "/dev/fd")
+_FD_DIRS = ("/dev/fd",) if PORTABLE else ("/proc/self/fd", "/dev/fd")  # macOS has /dev/fd only
 
 _known: weakref.WeakSet[Any] = weakref.WeakSet()  # buffered file objects found by the last scan
 _by_id: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()  # the same, by id
