@@ -133,7 +133,7 @@ def test_continue_shows_the_continuing_state(kernel):
 
 
 def test_signal_cell_stuck_in_c_says_by_how_much_and_what_stops_it(kernel):
-    result = kernel.run("%%timeout 0.2 -c\ntotal = sum(range(6 * 10**7))")
+    result = kernel.run("%%timeout 0.2 -c\ntotal = sum(range(6 * 10**7))\nwhile True: pass")
     assert result.status == "ok"
     (banner,) = result.displays()
     overrun = re.search(r"it overran by (\d+ ms|\d+(?:\.\d+)? s): the signal engine stops a cell only when "
@@ -221,3 +221,43 @@ def test_a_capture_in_the_cell_does_not_swallow_the_countdown(kernel):
                         "with capture_output() as cap:\n    import time; time.sleep(1.5)\n'after'")
     assert result.out == "'after'"
     assert len(slot_messages(result)) >= 2
+
+
+def test_a_cell_that_clears_its_output_gets_its_countdown_and_record_back(kernel):
+    result = kernel.run("%%timeout 5\nimport time\nfrom IPython.display import clear_output\n"
+                        "for i in range(16):\n    clear_output(wait=True)\n    print(i)\n    time.sleep(0.1)")
+    assert result.status == "ok", result.traceback
+    kinds = [m["msg_type"] for m in result.messages
+             if m["msg_type"] == "clear_output" or m in slot_messages(result)]
+    last_clear = len(kinds) - 1 - kinds[::-1].index("clear_output")
+    # after the last clear, the line is shown anew (a display, not an update), and ends as the record
+    assert kinds[last_clear + 1] == "display_data", kinds
+    assert plain(slot_messages(result)[-1]).startswith("✔ Finished in 1.")
+    ids = {m["content"]["transient"]["display_id"] for m in slot_messages(result)}
+    assert len(ids) == 1
+
+
+def test_interrupted_cell_ends_its_countdown(kernel):
+    def interrupt_once_shown(message: dict) -> None:
+        if message["msg_type"] == "display_data" and not interrupted:
+            interrupted.append(True)
+            kernel.interrupt()
+
+    interrupted: list[bool] = []
+    result = kernel.run("%%timeout 30\nimport time\ntime.sleep(20)", on_message=interrupt_once_shown)
+    assert result.ename == "KeyboardInterrupt"
+    assert re.fullmatch(r"⚠ Interrupted after 1(\.\d+)? s \(limit 30 s, signal engine\)",
+                        plain(slot_messages(result)[-1]))
+
+
+def test_a_signal_cell_that_finished_late_says_so_even_under_the_every_cell_limit(kernel):
+    assert kernel.run("%timeout 0.2").status == "ok"
+    try:
+        result = kernel.run("total = sum(range(6 * 10**7))")  # the alarm waits for C; then the cell is done
+    finally:
+        kernel.run("%timeout off")
+    if result.status == "error":  # the engine may also stop it at the first bytecode after the C call
+        assert result.ename == "CellTimeoutError"
+    (record,) = result.displays()
+    assert "it overran by " in record
+    assert "-m fork stops C code on time" in record

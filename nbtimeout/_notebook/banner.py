@@ -67,12 +67,20 @@ def _limit(limit: float, engine: str, budget: float | None) -> str:
     return f"limit {format_duration(limit)}, {engine} engine"
 
 
+def late(elapsed: float, limit: float, engine: str) -> bool:
+    """Whether an in-kernel run went on well past its limit (its alarm waited for C code)."""
+    return engine != "fork" and elapsed - limit >= OVERRUN_NOTE
+
+
 def ended(error: BaseException | None, elapsed: float, limit: float, engine: str,
           keep_going: bool = False, budget: float | None = None) -> tuple[str, str, str | None]:
     """``(state, text, where)`` of a run that ended with ``error`` (None: it finished)."""
     where = getattr(error, "where", None)
     if error is None:
-        return "finished", f"in {format_duration(elapsed)} ({_limit(limit, engine, budget)})", None
+        text = f"in {format_duration(elapsed)} ({_limit(limit, engine, budget)})"
+        if late(elapsed, limit, engine):  # C code ran past the alarm to the cell's end
+            text += "; " + OVERRAN.format(overrun=format_duration(elapsed - limit))
+        return "finished", text, None
     if isinstance(error, BudgetSpentError):
         return "spent", str(error), None  # with -c too: the cell did not run at all
     if isinstance(error, CellTimeoutError):
@@ -80,9 +88,8 @@ def ended(error: BaseException | None, elapsed: float, limit: float, engine: str
                 f"({_limit(error.limit, error.engine, budget)})")
         if budget and error.limit < budget:
             text += "; " + BUDGET_RAN_OUT.format(budget=format_duration(budget))
-        overrun = error.elapsed - error.limit
-        if error.engine != "fork" and overrun >= OVERRUN_NOTE:
-            text += "; " + OVERRAN.format(overrun=format_duration(overrun))
+        if late(error.elapsed, error.limit, error.engine):
+            text += "; " + OVERRAN.format(overrun=format_duration(error.elapsed - error.limit))
         if keep_going:
             text += "; the notebook goes on (--continue)"
         return ("continued" if keep_going else "stopped"), text, where

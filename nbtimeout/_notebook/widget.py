@@ -53,18 +53,22 @@ class Countdown:
         self.options, self.after, self.show_finished = options, after, show_finished
         self.live = not options.quiet and getattr(shell, "kernel", None) is not None
         # Captured now: a %%capture inside the cell must not swallow the countdown or the record.
-        self._publish = shell.display_pub.publish
+        self._pub = shell.display_pub
+        self._publish = self._pub.publish
+        self._cleared = False  # the cell called clear_output: the shown line is gone from the page
         budget = f", what is left of the {format_duration(options.budget)} budget" if options.budget else ""
         self.tail = f"of {format_duration(options.limit)} ({options.mode} engine{budget})"
         self.slot: str | None = None  # display id, once the live line is shown
         self.sent = 0  # display messages sent (the first display and its updates)
         self._stop: threading.Event | None = None
+        self._outer_clear: Any = None
         self._thread: threading.Thread | None = None
         self._started = 0.0
 
     def __enter__(self) -> Countdown:
         self._started = time.monotonic()
         if self.live:
+            self._watch_clear_output()
             self._stop = threading.Event()
             # Run in a copy of this context: ipykernel keeps the cell's parent header in a
             # ContextVar, so the countdown's messages belong to this cell (and subshell).
@@ -78,6 +82,9 @@ class Countdown:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+            self._pub.__dict__.pop("clear_output", None)  # back to the publisher's own (or the outer cell's)
+            if self._outer_clear is not None:
+                self._pub.clear_output = self._outer_clear
         try:
             self._record(error, elapsed)
         except Exception:  # showing the record must never replace the cell's own outcome
@@ -116,9 +123,24 @@ class Countdown:
         return True
 
     def _show(self, data: dict[str, str], update: bool) -> None:
+        if update and self._cleared:
+            update = False  # the cell cleared its output, the line with it: show it anew, same id
+        self._cleared = False
         transient = {"display_id": self.slot} if self.slot else {}
         self._publish(data=data, metadata={}, transient=transient, update=update)
         self.sent += 1
+
+    def _watch_clear_output(self) -> None:
+        """Note when the cell clears its output (``clear_output()``, also replayed from a fork child)."""
+        self._outer_clear = self._pub.__dict__.get("clear_output")  # a timed cell nested in a timed cell
+        clear = self._pub.clear_output
+
+        def clear_output(*args: Any, **kwargs: Any) -> Any:
+            with _SENDING:  # not between the countdown thread's look at the flag and its message
+                self._cleared = True
+                return clear(*args, **kwargs)
+
+        self._pub.clear_output = clear_output
 
     # --- the record, on the cell's thread -------------------------------------------------------
 
@@ -126,8 +148,8 @@ class Countdown:
         options = self.options
         state, text, where = _banner.ended(error, getattr(error, "elapsed", elapsed), options.limit,
                                            options.mode, options.keep_going, options.budget)
-        if state == "finished":
-            wanted = self.show_finished
+        if state == "finished":  # a limit that could not be kept is always said
+            wanted = self.show_finished or _banner.late(elapsed, options.limit, options.mode)
         elif state in ("failed", "interrupted"):
             wanted = self.slot is not None  # the traceback says it; only a shown countdown needs an end
         else:
