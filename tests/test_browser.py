@@ -1,8 +1,10 @@
 """JupyterLab 4 in headless Chromium: what a person sees of timed cells (issue 4).
 
 Runs tests/data/browser.ipynb (a finished, a stopped --continue and a crashed fork cell) with
-"Run All Cells" and checks the countdown widget and the banners on screen. Screenshots go to a
-temp folder, or to docs/img/ (which the README shows) with NBTIMEOUT_SCREENSHOTS=docs/img.
+"Run All Cells" and checks the countdown line and the records on screen, and their contrast from
+pixels on the light and the dark theme (issue 14); opens each tour notebook and checks it is not
+marked modified. Screenshots go to a temp folder, or to docs/img/ (which the README shows) with
+NBTIMEOUT_SCREENSHOTS=docs/img.
 """
 
 from __future__ import annotations
