@@ -585,3 +585,13 @@ def test_a_stopped_cell_leaves_its_widget_with_the_last_state_it_sent(kernel):
     assert updates(result, bar["comm_id"]) == [7]
     assert not result.of("comm_close")
     assert bar["comm_id"] in kernel_comms(kernel)
+
+
+def test_a_kernel_widget_changed_in_a_fork_cell_agrees_on_screen_and_in_the_kernel(kernel):
+    assert kernel.run("shared = widgets.IntSlider()\ndisplay(shared)").status == "ok"
+    result = kernel.run("%%timeout 10 -m fork -q\nshared.value = 5")
+    assert result.status == "ok", result.traceback
+    comm_id = kernel.value("shared.comm.comm_id")
+    assert updates(result, comm_id) == [5]  # the view moved...
+    assert kernel.value("shared.value") == 5  # ...and so did the kernel's widget
+    assert updates(kernel.run("shared.value = 6"), comm_id) == [6]
