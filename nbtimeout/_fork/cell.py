@@ -45,7 +45,8 @@ def run_cell(compiled: CompiledCell, shell: Any, options: Options) -> Any:
         result.value = None
         return result
 
-    envelope = _fork.run(work, options.limit, grace=options.grace, memory=options.memory, shell=shell)
+    envelope = _fork.run(work, options.limit, grace=options.grace, memory=options.memory, shell=shell,
+                         announces=True)
     value = None
     if envelope.sync is not None:
         value, _, problems = apply(envelope.sync, namespace)

@@ -87,10 +87,11 @@ def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child
     return Child(pid, reader, out_r, err_r, stack_r, exit_fd(pid), started)
 
 
-def wait(child: Child, limit: float, replay: Replay) -> Envelope | None:
+def wait(child: Child, limit: float, replay: Replay, announces: bool = False) -> Envelope | None:
     """The child's envelope, or None once ``limit`` has passed; CellCrashedError if it died."""
     __tracebackhide__ = True
-    child.deadline = child.started + limit
+    # A child that announces its phases starts counting at BODY: forking and setting up are ours.
+    child.deadline = child.started + limit + (OWN_WORK if announces else 0.0)
     with selectors.DefaultSelector() as selector:
         for fd in (child.out, child.err, child.conn.fileno(), child.pidfd):
             selector.register(fd, selectors.EVENT_READ)
@@ -216,15 +217,19 @@ OWN_WORK = 120.0
 
 
 def run(work: Callable[[], Envelope], limit: float, *, grace: float, memory: int | None,
-        shell: Any = None) -> Envelope:
-    """Run ``work`` in a child; its envelope, or CellTimeoutError/CellCrashedError."""
+        shell: Any = None, announces: bool = False) -> Envelope:
+    """Run ``work`` in a child; its envelope, or CellTimeoutError/CellCrashedError.
+
+    ``announces``: ``work`` runs the user's code through ``outcome``, which tells when it starts and
+    ends, so only that counts against ``limit``.
+    """
     __tracebackhide__ = True
     child = start(work, shell, memory)
     replay = Replay(shell, drain=lambda: _drain_fds(child, replay),
                     shown=lambda: _acknowledge(child), reply=child.conn.send,
                     deadline=child.started + limit)
     try:
-        envelope = wait(child, limit, replay)
+        envelope = wait(child, limit, replay, announces)
     except BaseException as err:  # KeyboardInterrupt (the ■ button), a crash, anything: no child survives
         interrupted = isinstance(err, KeyboardInterrupt)
         if not exited(child.pidfd, 0):
@@ -269,7 +274,7 @@ def raise_error(envelope: Envelope) -> NoReturn:
 def run_call(func: Callable[[], Any], limit: float, *, grace: float = 1.0, memory: int | None = None) -> Any:
     """``func()`` run in a forked child: its value, or its exception with the child's traceback."""
     __tracebackhide__ = True
-    envelope = run(lambda: outcome(func), limit, grace=grace, memory=memory, shell=_shell())
+    envelope = run(lambda: outcome(func), limit, grace=grace, memory=memory, shell=_shell(), announces=True)
     if envelope.error is not None:
         raise_error(envelope)
     return envelope.value
