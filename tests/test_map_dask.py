@@ -55,7 +55,7 @@ def _workers_unharmed(client):
     before = workers(client)
     yield
     assert workers(client) == before  # no KilledWorker, no restart
-    assert wait_until(lambda: not left_on(before.values()))
+    assert wait_until(lambda: not left_on(before.values())), left_on(before.values())
 
 
 def task(x):

@@ -48,7 +48,7 @@ def _workers_unharmed(executor):
     before = worker_pids(executor)
     yield
     assert worker_pids(executor) == before  # none died, none was replaced
-    assert wait_until(lambda: not left_on(before))
+    assert wait_until(lambda: not left_on(before)), [(p.pid, p.cmdline()) for p in left_on(before)]
 
 
 def task(x):
@@ -122,7 +122,7 @@ def test_fn_that_cannot_be_sent_is_refused_before_anything_runs(executor):
         nbtimeout.map(lambda x: lock, [1], timeout=5, executor=executor)
 
 
-def test_keyboard_interrupt_cancels_what_is_pending(executor, tmp_path):
+def test_keyboard_interrupt_cancels_what_is_pending_and_kills_what_runs(executor, tmp_path):
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
@@ -132,13 +132,14 @@ def test_keyboard_interrupt_cancels_what_is_pending(executor, tmp_path):
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.8)
         with pytest.raises(KeyboardInterrupt):
-            nbtimeout.map(task, items, timeout=1.5, executor=executor)
+            nbtimeout.map(task, items, timeout=30, executor=executor)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     assert time.monotonic() - started < 1.5  # raised at once, not after the tasks
-    # What was running ends at its limit (a pool cannot be told to stop a task); the rest never starts.
-    assert wait_until(lambda: not left_on(worker_pids(executor)), 10)
+    # A pool cannot stop a task it runs: the workers, on this machine, noted their servers for the
+    # caller to kill, long before the 30 s limit. What the pool had queued dies as it starts.
+    assert wait_until(lambda: not left_on(worker_pids(executor)), 5)
     assert len(os.listdir(tmp_path)) < len(items)
     assert nbtimeout.map(task, [("ok", 3)], timeout=5, executor=executor).values() == [3]
 

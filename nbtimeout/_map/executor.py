@@ -1,16 +1,19 @@
 """``nbtimeout.map(..., executor=...)``: the tasks go to a Dask ``Client`` or any executor.
 
 ``fn`` and each item are cloudpickled here (so ``fn`` may be defined in the notebook, whatever the
-executor pickles with), and the executor runs ``task.run_task``, which gives each task a fork child
-on its worker (see task.py). Results come back as Parcels, so one that cannot be carried loses only
-its task. The caller's ``KeyboardInterrupt`` cancels the pending futures; on Dask the running tasks'
-children are killed at once through ``Client.run``, elsewhere each running task ends at its limit.
+executor pickles with), and the executor runs ``task.run_task``, which runs each task on a process
+forked from its worker (see task.py, server.py). Results come back as Parcels, so one that cannot be
+carried loses only its task. The caller's ``KeyboardInterrupt`` cancels the pending futures and kills
+the running tasks' processes: on Dask through ``Client.run``, on this machine through the map's
+folder (task.py); elsewhere a running task ends at its limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +25,7 @@ from .._errors import CellCrashedError, CellResultError
 from .._units import format_duration
 from .carry import unpack
 from .outcome import FAILED, Outcome, Results
-from .task import cancel, run_task
+from .task import cancel, cancel_here, folder, forget_cancelled, run_task
 from .view import View, open_view
 
 CRASHED_ON_WORKER = "the task's process on the worker {how} after {elapsed}; the worker is unharmed"
@@ -118,7 +121,12 @@ def run_on(backend: _Futures, fn: Callable[[Any], Any], items: list[Any], limit:
             error = CellResultError(f"item {index} could not be pickled to send it to the executor: {err}")
             results[index] = Outcome(index, item, FAILED, error=error)
     map_id = uuid.uuid4().hex
-    with open_view(len(items), limit, backend.workers) as view:
+    with contextlib.ExitStack() as cleanup:
+        forget_cancelled()
+        os.mkdir(folder(map_id))
+        cancelled: list[bool] = []  # then the folder stays: a task the executor had queued still sees it
+        cleanup.callback(lambda: cancelled or shutil.rmtree(folder(map_id), ignore_errors=True))
+        view = cleanup.enter_context(open_view(len(items), limit, backend.workers))
         for outcome in results:
             if outcome is not None:
                 view.ended(outcome.index, FAILED)
@@ -128,6 +136,8 @@ def run_on(backend: _Futures, fn: Callable[[Any], Any], items: list[Any], limit:
             _collect(backend, futures, items, results, view)
         except BaseException:  # KeyboardInterrupt, or a bug: nothing of this map goes on running
             backend.cancel(list(futures.values()), map_id)
+            cancel_here(map_id)
+            cancelled.append(True)
             raise
     return Results(results)
 
