@@ -3,15 +3,16 @@
 Enforced: ``RLIMIT_AS`` capped at the address space the child maps at its start (``VmSize``, read
 from ``/proc``) plus the allowance, so going over is a ``MemoryError`` at the allocation itself.
 Where the address space cannot be read (macOS, and ``NBTIMEOUT_PORTABLE=1``; macOS would not
-enforce RLIMIT_AS anyway) it is a watch, not a limit: a thread in the child reads its resident
-memory (psutil) every 50 ms and raises ``MemoryError`` in the work past the allowance, and when the
-work ends its peak resident memory is checked too, so a spike the thread could not see (a C call
-holding the GIL) still ends in ``MemoryError``, only later. The kernel says so in one line.
+enforce RLIMIT_AS anyway) it is a watch, not a limit: every 50 ms of the child's CPU time its peak
+resident memory is compared with what it had at its start (psutil) plus the allowance, and past it
+the work gets ``MemoryError`` as soon as the running C call returns (so the allocation is never
+stored, as under a real limit, but it did happen); the peak is checked again when the work ends.
+The kernel says so in one line.
 """
 
 from __future__ import annotations
 
-import ctypes
+import signal
 import sys
 import threading
 from typing import Any
@@ -25,7 +26,7 @@ from .facilities import PROC_STATUS
 
 PERIOD = 0.05
 WATCHED = ("nbtimeout: --memory is watched here, not enforced (RLIMIT_AS needs /proc): resident memory "
-           "is checked every {period:g} s and a MemoryError raised past {limit} more than at the start")
+           "is checked every {period:g} s of CPU time and a MemoryError raised past {limit} more than at the start")
 UNENFORCED = "nbtimeout: --memory cannot be enforced here (no /proc for RLIMIT_AS, no psutil to watch with)"
 EXCEEDED = "the work went past its --memory allowance of {limit} (resident memory, watched)"
 
@@ -81,11 +82,9 @@ def release() -> None:
 class Limit:
     def __init__(self, extra: int) -> None:
         self.extra = extra
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._cap: int | None = None  # resident bytes allowed, where --memory is watched
         self._fired = False
-        self._target = threading.get_ident()  # the thread that runs the work
-        self._psutil: Any = None
+        self._ticking = False
         if enforced():
             self._cap_address_space()
         else:
@@ -101,56 +100,60 @@ class Limit:
     def _watch(self) -> None:
         if not _told:
             print(_notice(self.extra), file=sys.stderr)
-        self._psutil = sys.modules.get("psutil")
-        if self._psutil is None:
+        psutil: Any = sys.modules.get("psutil")
+        if psutil is None or resource is None:
             return
-        rss = self._psutil.Process().memory_info().rss
-        self._cap = rss + self.extra
+        rss = psutil.Process().memory_info().rss
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         # ru_maxrss is in kilobytes on Linux, bytes on macOS: the peak is never below the present.
         self._scale = 1 if peak >= rss else 1024
         self._peak_before = peak * self._scale
-        threading.Thread(target=self._run, name="nbtimeout-memory", daemon=True).start()
+        self._cap = rss + self.extra
+        # The check runs as a SIGPROF handler every 50 ms of the child's CPU time, not in a thread:
+        # a handler runs as soon as a C call returns, before its value is stored (so `big = ...`
+        # never binds `big`), while a thread would wait for the GIL that the C call holds.
+        if (hasattr(signal, "setitimer") and signal.getsignal(signal.SIGPROF) == signal.SIG_DFL
+                and threading.current_thread() is threading.main_thread()):
+            signal.signal(signal.SIGPROF, self._tick)
+            signal.setitimer(signal.ITIMER_PROF, PERIOD, PERIOD)
+            self._ticking = True
+        # else (a profiler owns SIGPROF): only the peak, checked when the work ends
 
-    def _run(self) -> None:
-        process = self._psutil.Process()
-        while not self._stop.wait(PERIOD):
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                if process.memory_info().rss > self._cap:
-                    self._fired = True
-                    # Raised in the work's thread at its next bytecode, as a real MemoryError would be.
-                    _async_raise(self._target, MemoryError)
-            if self._fired:
-                self._stop.wait(0.5)  # time to unwind and free before looking again
+    def _over(self) -> bool:
+        if self._cap is None:
+            return False
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * self._scale
+        return peak > self._cap and peak > self._peak_before
+
+    def _tick(self, signum: int, frame: Any) -> None:
+        if not self._fired and self._over():
+            self._fired = True
+            self._stop_ticking()
+            raise MemoryError(self._message())
+
+    def _stop_ticking(self) -> None:
+        if self._ticking:
+            self._ticking = False
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, signal.SIG_DFL)  # a tick still pending is then dropped
+
+    def _message(self) -> str:
+        from .._units import format_size
+
+        return EXCEEDED.format(limit=format_size(self.extra))
 
     def settle(self, raising: bool) -> None:
-        if self._psutil is None:
-            return
-        with self._lock:
-            self._stop.set()
-            if self._fired:
-                _async_raise(self._target, None)  # one still pending must not land in nbtimeout's code
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * self._scale
-        over = self._fired or (peak > self._cap and peak > self._peak_before)
+        self._stop_ticking()
+        over = self._fired or self._over()
         self._fired = False
         if raising and over:
-            from .._units import format_size
-
-            raise MemoryError(EXCEEDED.format(limit=format_size(self.extra)))
+            raise MemoryError(self._message())
 
     def release(self) -> None:
-        self._stop.set()
+        self._stop_ticking()
         if enforced():
             _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
             resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-
-
-def _async_raise(thread: int, error: type[BaseException] | None) -> None:
-    """Raise ``error`` in ``thread`` at its next bytecode; None clears one not raised yet."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
-                                               ctypes.py_object(error) if error else None)
 
 
 def _address_space() -> int:
