@@ -90,6 +90,34 @@ CASES = {
             global total
             total += k
         """, "%%timeout 5\nadd(2)\nadd(3)", "total", 5),
+    "class with super(), properties and a dataclass": (
+        "class Base:\n    def hello(self): return 'base'",
+        """
+        import dataclasses
+        class Child(Base):
+            def hello(self): return 'child+' + super().hello()
+            @property
+            def loud(self): return self.hello().upper() + SUFFIX
+            @staticmethod
+            def static(): return SUFFIX
+        @dataclasses.dataclass
+        class Point:
+            x: int
+            def shifted(self): return Point(self.x + SHIFT)
+        """, "SUFFIX = '!'; SHIFT = 2",
+        "(Child().loud, Child.static(), issubclass(Child, Base), Point(1).shifted().x, repr(Point(1)))",
+        ("CHILD+BASE!", "!", True, 3, "Point(x=1)")),
+    "function registered into an earlier dict and list": (
+        "HANDLERS = {}; ORDER = []\ndef register(f):\n    HANDLERS[f.__name__] = f; ORDER.append(f)\n    return f",
+        "@register\ndef on_x(): return X_VALUE", "X_VALUE = 4",
+        "(HANDLERS['on_x'](), ORDER[0] is HANDLERS['on_x'] is on_x)", (4, True)),
+    "exception class made in the cell, raised later": (
+        "", "class Oops(Exception):\n    pass", """
+        try:
+            raise Oops('x')
+        except Oops as e:
+            caught = type(e) is Oops
+        """, "caught", True),
     # 2. objects that existed before the cell come back as themselves
     "enum member is the member": (
         "class Color(enum.Enum):\n    RED = 1", "c = Color.RED\nfavs = [Color.RED]", """
