@@ -153,6 +153,16 @@ def test_what_cannot_be_carried_loses_only_its_task(client):
     assert "LockedError could not be carried back" in locked.__notes__[-1]
 
 
+def test_a_function_that_holds_data_is_sent_as_data(client):
+    table = list(range(200_000))  # a closure over data: about 1 MB pickled
+
+    def lookup(i):
+        return table[i]
+
+    results = nbtimeout.map(lookup, [0, 5, 199_999], timeout=10, executor=client)
+    assert results.values() == [0, 5, 199_999]
+
+
 def test_a_memory_limit_per_task(client):
     def allocate(megabytes):
         return len(bytearray(megabytes << 20))

@@ -29,6 +29,7 @@ from .task import cancel, cancel_here, folder, forget_cancelled, run_task
 from .view import View, open_view
 
 CRASHED_ON_WORKER = "the task's process on the worker {how} after {elapsed}; the worker is unharmed"
+SCATTER = 1 << 16  # bytes of pickled fn from which Dask gets it once, as data, rather than in every task
 POLL = 0.25  # seconds between looks at which tasks run (for the grid); results need no polling
 
 
@@ -75,7 +76,10 @@ class _Dask(_Futures):
                memory: int | None, map_id: str) -> dict[int, Any]:
         keys = [f"nbtimeout-map-{map_id}-{index}" for index, _ in blobs]
         self.keys = {key: index for key, (index, _) in zip(keys, blobs, strict=True)}
-        futures = self.executor.map(run_task, [fn_blob] * len(blobs), [b for _, b in blobs],
+        fn: Any = fn_blob
+        if len(fn_blob) > SCATTER:  # fn holds data (a closure over a DataFrame): send it once, not per task
+            [fn] = self.executor.scatter([fn_blob], hash=False)
+        futures = self.executor.map(run_task, [fn] * len(blobs), [b for _, b in blobs],
                                     limit=limit, grace=grace, memory=memory, map_id=map_id,
                                     key=keys, pure=False)
         return {index: future for (index, _), future in zip(blobs, futures, strict=True)}
