@@ -261,3 +261,16 @@ def test_a_signal_cell_that_finished_late_says_so_even_under_the_every_cell_limi
     (record,) = result.displays()
     assert "it overran by " in record
     assert "-m fork stops C code on time" in record
+
+
+def test_a_timed_cell_nested_in_a_fork_cell_has_a_line_of_its_own(kernel):
+    result = kernel.run("%%timeout 10 -m fork\n"
+                        "get_ipython().run_cell_magic('timeout', '5', 'import time; time.sleep(1.5)')\n'x'")
+    assert (result.status, result.out) == ("ok", "'x'")
+    lines: dict[str, list[str]] = {}
+    for m in slot_messages(result):
+        lines.setdefault(m["content"]["transient"]["display_id"], []).append(plain(m))
+    assert len(lines) == 2, lines
+    ends = {texts[-1].split(" (limit ")[1] for texts in lines.values()}
+    assert ends == {"10 s, fork engine)", "5 s, signal engine)"}
+    assert all(texts[-1].startswith("✔ Finished in 1.") for texts in lines.values())

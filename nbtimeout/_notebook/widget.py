@@ -116,7 +116,8 @@ class Countdown:
             if self._stop.is_set():
                 return False  # the cell ended while we waited: the record owns the line now
             if first:
-                self.slot = f"nbtimeout-{_PREFIX}-{next(_ids)}"
+                # the pid too: a timed cell nested in a fork cell counts on from the kernel's copy
+                self.slot = f"nbtimeout-{_PREFIX}-{os.getpid()}-{next(_ids)}"
             data = _banner.line("running", f"{elapsed_text(elapsed, limit)} {self.tail}", slot=self.slot,
                                 fill=min(elapsed / limit, 1.0))
             self._show(data, update=not first)
