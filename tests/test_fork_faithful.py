@@ -205,6 +205,12 @@ CASES = {
     "string column of a DataFrame changed in place": (
         "df = pd.DataFrame({'s': ['a', 'b']}, dtype=object); col = df['s']",
         "df.loc[1, 's'] = 'z'", "", "df['s'].tolist()", ["a", "z"]),
+    "pandas str, nullable, categorical and datetime columns changed in place": (
+        "df = pd.DataFrame({'s': ['a', 'b'], 'n': pd.array([1, None], dtype='Int64'),"
+        " 'c': pd.Categorical(['x', 'y']), 't': pd.to_datetime(['2020-01-01', '2020-01-02'])}); alias = df",
+        "df.loc[0, 's'] = 'z'\ndf.loc[1, 'n'] = 5\ndf.loc[0, 'c'] = 'y'\ndf.loc[1, 't'] = pd.Timestamp('2021-05-05')",
+        "", "(alias is df, df['s'].tolist(), df['n'].tolist(), df['c'].tolist(), str(df['t'][1].date()))",
+        (True, ["z", "b"], [1, 5], ["y", "y"], "2021-05-05")),
     "large array written in one element": (
         "big = np.zeros(1_000_000); view = big[10:20]", "big[15] = 3", "",
         "(view[5].item(), float(big.sum()), view.base is big)", (3.0, 3.0, True)),
@@ -376,3 +382,19 @@ def test_pickling_the_changes_does_not_count(kernel):
 def test_the_limit_still_counts_the_body(kernel):
     result = kernel.run("%%timeout 0.2 -m fork\nimport time\ntime.sleep(5)")
     assert result.ename == "CellTimeoutError"
+
+
+def test_reading_a_large_dataframe_costs_nothing_against_the_limit(kernel):
+    run_ok(kernel, cell("""
+        import numpy as np, pandas as pd
+        rows = 1_000_000
+        wide = pd.DataFrame({"i": np.arange(rows), "f": np.ones(rows), "s": ["abc"] * rows})
+        arr = np.ones(10_000_000)
+    """))
+    result = kernel.run("%%timeout 0.5 -m fork\nz = len(wide) + arr.size")
+    assert result.status == "ok", result.traceback
+    assert result.stream("stderr") == ""
+    result = kernel.run("%%timeout 5 -m fork\nwide.loc[3, 's'] = 'changed'\narr[7] = 2")
+    assert result.status == "ok", result.traceback
+    assert kernel.value("(z, wide.loc[3, 's'], float(arr.sum()))") == (11_000_000, "changed", 10_000_001.0)
+    run_ok(kernel, "del wide, arr")

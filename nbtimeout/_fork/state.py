@@ -118,10 +118,15 @@ def _values(values: Any, before: bool) -> Any:
 
 def _extension(obj: Any, before: bool) -> tuple:
     """An extension array by its numpy parts (StringArray, Categorical, masked); others by identity."""
-    attrs = getattr(obj, "__dict__", {})
-    parts = Items(attrs.values())
-    arrays = tuple(Watch(*array_region(v), before=before) for v in attrs.values() if kind(v) == "array")
+    values = list(getattr(obj, "__dict__", {}).values())
+    # NDArrayBacked (StringArray, datetimes) keeps its array in a C slot, not in __dict__.
+    values += [getattr(obj, name) for name in _EXTENSION_PARTS if hasattr(obj, name)]
+    parts = Items(values)
+    arrays = tuple(Watch(*array_region(v), before=before) for v in values if kind(v) == "array")
     return parts, arrays
+
+
+_EXTENSION_PARTS = ("_ndarray", "_codes", "_data", "_mask", "_pa_array")
 
 
 def deep_digest(obj: Any) -> bytes | None:
