@@ -54,7 +54,8 @@ def _reporting_exit(code: int) -> NoReturn:  # pragma: no cover - runs in the ch
 
 
 def exit_fd(pid: int) -> int:
-    """A new descriptor, the caller's to close, that becomes readable when ``pid`` has exited."""
+    """A new descriptor, the caller's to close, readable once ``pid`` has exited or, on the status
+    pipe, is leaving (it reported its code: ``reap`` lets it finish before it kills the group)."""
     return os.pidfd_open(pid) if HAS_PIDFD else os.dup(_status[pid])
 
 
