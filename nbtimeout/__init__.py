@@ -18,9 +18,9 @@ def map(fn: Any, items: Any, timeout: Any = 5.01, workers: int | None = None,
     """``fn(item)`` for each item, each call with its own time limit, on forked workers or on
     ``executor`` (a ``distributed.Client`` or a ``concurrent.futures.Executor``).
 
-    Returns ``Results``, one ``Outcome`` per item in input order; see ``nbtimeout._map.pool.map``.
+    Returns ``Results``, one ``Outcome`` per item in input order; see ``nbtimeout._map.api.map``.
     """
-    from ._map.pool import map as pool_map  # imported on first use: ``import nbtimeout`` stays light
+    from ._map.api import map as pool_map  # imported on first use: ``import nbtimeout`` stays light
 
     return pool_map(fn, items, timeout, workers, max_tasks_per_worker, executor=executor, grace=grace,
                     memory=memory)

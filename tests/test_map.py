@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 import pytest
 from procs import children, exited, wait_until
@@ -81,6 +82,10 @@ def test_a_task_past_its_limit_is_stopped_on_time_and_the_rest_finish(kind, grac
     assert str(stopped.error) == "ran past its 300 ms limit (fork engine)"
     assert ends <= stopped.elapsed < ends + 0.15
     assert wall < 1.2
+    if kind != "deaf":  # SIGTERM made it dump its stack: where it was, even inside a C call
+        assert "in task()" in stopped.error.where
+        assert ("time.sleep(arg)" if kind == "sleep" else "sum(range(10**10))") in stopped.error.stack
+        assert "task" in [f.name for f in traceback.extract_tb(stopped.error.__traceback__)]
     assert results.values() == [1, 2, 3]
     with pytest.raises(CellTimeoutError):
         results.raise_first()
@@ -103,10 +108,10 @@ def test_a_segfault_is_a_crash_of_that_task_only(capfd):
     assert isinstance(crashed.error, CellCrashedError)
     assert crashed.error.signal == "SIGSEGV"
     assert results.values() == [1, 2]
-    err = capfd.readouterr().err
-    assert "[0] Fatal Python error: Segmentation fault" in err
-    assert "[0]   File " in err
-    assert " in task" in err
+    # where it crashed, read off the stack the worker dumped as it died; nothing of it on stderr
+    assert "in string_at()" in crashed.error.where
+    assert "task" in [f.name for f in traceback.extract_tb(crashed.error.__traceback__)]
+    assert "Fatal Python error" not in capfd.readouterr().err
 
 
 def test_a_killed_worker_is_replaced():

@@ -1,4 +1,4 @@
-"""``nbtimeout.map``: many tasks, each with its own time limit, on long-lived forked workers.
+"""``nbtimeout.map`` without an executor: many tasks, each with its own time limit, on long-lived forked workers.
 
 Workers are forked from the calling process (the kernel), so ``fn`` and ``items`` are inherited,
 never pickled. Each worker reads task indices from its socketpair and answers with the task's
@@ -14,21 +14,19 @@ import os
 import selectors
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
-from .._errors import NO_FORK, CellCrashedError, CellTimeoutError, EngineUnavailableError
 from .._fork.capture import read_dry
 from .._fork.comms import publish
 from .._fork.protocol import CLEAR, DISPLAY, IOPUB, STREAM
 from .._process.forking import exit_fd, fork, kill_group
 from .._process.forking import reap as reap_worker
-from .._units import parse_duration, parse_size
+from . import ended
 from .carry import Parcel, unpack
-from .executor import backend_for, run_on
 from .outcome import CRASHED, STOPPED, Outcome, Results
 from .view import open_view, shell
 from .worker import RESULT, serve
@@ -40,6 +38,7 @@ class _Worker:
     conn: Connection
     fds: dict[int, str]  # read ends of the worker's fd 1/2 pipes, and the stream each one is
     pidfd: int
+    stack: int  # read end of the pipe its stack dumps go to (on SIGTERM and fatal signals)
     task: int | None = None
     started: float = 0.0
     stopping: float | None = None  # when it was sent SIGTERM for running past its limit
@@ -56,42 +55,10 @@ def _kill(pid: int, reap: bool = True) -> None:
         kill_group(pid)
 
 
-def _default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def map(fn: Callable[[Any], Any], items: Iterable[Any], timeout: float | str = 5.01,
-        workers: int | None = None, max_tasks_per_worker: int | None = None, *, executor: Any = None,
-        grace: float | str = 1.0, memory: int | str | None = None) -> Results:
-    """``fn(item)`` for every item, each call stopped after ``timeout``.
-
-    ``timeout`` is seconds or a duration (``"500ms"``) and counts from each task's own start; past
-    it a task gets SIGTERM, then SIGKILL ``grace`` seconds later; ``memory`` ("1GB") caps what each
-    task may allocate. Without ``executor`` the tasks run on ``workers`` processes forked from this
-    one (default: the usable CPUs), each replaced after ``max_tasks_per_worker`` tasks and whenever
-    it was stopped or crashed. With ``executor`` (a ``distributed.Client`` or any
-    ``concurrent.futures.Executor``) each task runs in a fork child on the worker that picks it up.
-    Output printed by a task comes out prefixed ``[index]``. Returns ``Results``: one ``Outcome``
-    per item, in order. ``KeyboardInterrupt`` stops every task and propagates.
-    """
-    if not hasattr(os, "fork"):
-        raise EngineUnavailableError(NO_FORK)
-    limit = parse_duration(timeout, "timeout")
-    grace = 0.0 if grace == 0 else parse_duration(grace, "grace")
-    memory = None if memory is None else parse_size(memory, "memory")
-    for name, value in (("workers", workers), ("max_tasks_per_worker", max_tasks_per_worker)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if value is not None and executor is not None:
-            raise ValueError(f"{name} applies to nbtimeout's own workers; with executor= the executor has its own")
-    backend = None if executor is None else backend_for(executor)
-    items = list(items)
-    if not items:
-        return Results()
-    if backend is not None:
-        return run_on(backend, fn, items, limit, grace, memory)
-    workers = _default_workers() if workers is None else workers
-    pool = _Pool(fn, items, limit, min(workers, len(items)), max_tasks_per_worker, grace, memory)
+def run_local(fn: Callable[[Any], Any], items: list[Any], limit: float, workers: int,
+              max_tasks: int | None, grace: float, memory: int | None) -> Results:
+    """Every task on ``workers`` processes forked from this one; one Outcome per item, in order."""
+    pool = _Pool(fn, items, limit, min(workers, len(items)), max_tasks, grace, memory)
     with open_view(len(items), limit, workers) as view:
         pool.view = view
         return pool.run()
@@ -148,31 +115,32 @@ class _Pool:
 
     def _spawn(self) -> _Worker:
         parent_end, child_end = Pipe()
-        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+        (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = os.pipe(), os.pipe(), os.pipe()
         parent = os.getpid()
 
         def child() -> NoReturn:  # pragma: no cover - the worker never returns
             parent_end.close()
-            os.close(out_r)
-            os.close(err_r)
+            for fd in (out_r, err_r, stack_r):
+                os.close(fd)
             fn, items = self.fn, self.items
-            serve(child_end, lambda index: lambda: fn(items[index]), parent, out_w, err_w, self.shell, self.memory)
+            serve(child_end, lambda index: lambda: fn(items[index]), parent, out_w, err_w, self.shell,
+                  self.memory, stack_w)
 
         pid = 0
         try:
             pid = fork(child)
-            worker = _Worker(pid, parent_end, {out_r: "stdout", err_r: "stderr"}, exit_fd(pid))
+            worker = _Worker(pid, parent_end, {out_r: "stdout", err_r: "stderr"}, exit_fd(pid), stack_r)
         except BaseException:  # an interrupt right after fork: no untracked worker may survive
             if pid:
                 _kill(pid)
-            for fd in (out_r, err_r):
+            for fd in (out_r, err_r, stack_r):
                 os.close(fd)
             parent_end.close()
             raise
         finally:
             child_end.close()
-            os.close(out_w)
-            os.close(err_w)
+            for fd in (out_w, err_w, stack_w):
+                os.close(fd)
         for fd, what in ((parent_end.fileno(), "conn"), (worker.pidfd, "pidfd"), (out_r, "stdout"),
                          (err_r, "stderr")):
             self.selector.register(fd, selectors.EVENT_READ, (worker, what))
@@ -228,7 +196,8 @@ class _Pool:
         self._read_conn(worker)  # an answer sent just before dying still counts
         self._drain_fds(worker)
         if worker.task is not None:
-            error = CellCrashedError(*(reap_worker(worker.pid) or (None, None)), time.monotonic() - worker.started)
+            how = reap_worker(worker.pid)  # before reading its dump: it is complete once it is dead
+            error = ended.crashed(how, time.monotonic() - worker.started, ended.read_dump(worker.stack))
             self._end(worker, CRASHED, error=error)
         self._replace(worker)
 
@@ -250,7 +219,7 @@ class _Pool:
         self._drain_fds(worker)
         if worker.task is not None:
             elapsed = time.monotonic() - worker.started
-            self._end(worker, STOPPED, error=CellTimeoutError(self.limit, elapsed, "fork"))
+            self._end(worker, STOPPED, error=ended.stopped(self.limit, elapsed, ended.read_dump(worker.stack)))
         self._replace(worker)
 
     def _end(self, worker: _Worker, status: str, value: Any = None,
@@ -275,7 +244,7 @@ class _Pool:
         for fd in worker.keys:
             self.selector.unregister(fd)
         worker.conn.close()
-        for fd in (*worker.fds, worker.pidfd):
+        for fd in (*worker.fds, worker.pidfd, worker.stack):
             os.close(fd)
         self.workers.remove(worker)
 

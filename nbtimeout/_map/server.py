@@ -28,12 +28,9 @@ from typing import Any, NoReturn
 
 import cloudpickle
 
-from .._errors import CellCrashedError, CellTimeoutError
 from .._fork.capture import read_dry
-from .._fork.child import user_frames
 from .._process.forking import exit_fd, fork, reap
-from .._traceback import attach, format_frames, parse_dump
-from .._where import describe_where
+from . import ended
 from .carry import Parcel, error_parcel
 from .outcome import CRASHED, FINISHED, STOPPED
 from .worker import RESULT, serve
@@ -153,16 +150,11 @@ def _ended(server: Server, begin: float, limit: float, stopped: bool,
            write: Callable[[str, bytes], None]) -> tuple[Parcel, float]:
     """It was ``stopped`` past its limit, or died on its own: kill what is left, reap, say which."""
     _drain(server, write)
-    how, stack = _close(server)
+    how, dump = _close(server)
     elapsed = time.monotonic() - begin
-    frames = user_frames(parse_dump(stack))
     if stopped:
-        error: BaseException = CellTimeoutError(limit, elapsed, "fork", where=describe_where(frames),
-                                                 stack=format_frames(frames) or None)
-        return error_parcel(attach(error, frames), STOPPED), elapsed
-    crash = CellCrashedError(*(how or (None, None)), elapsed)
-    crash.where = describe_where(frames)  # type: ignore[attr-defined]
-    return error_parcel(attach(crash, frames), CRASHED), elapsed
+        return error_parcel(ended.stopped(limit, elapsed, dump), STOPPED), elapsed
+    return error_parcel(ended.crashed(how, elapsed, dump), CRASHED), elapsed
 
 
 def _checkout(memory: int | None) -> Server:
@@ -226,12 +218,8 @@ def _close(server: Server) -> tuple[tuple[int | None, int | None] | None, str]:
     """Kill what is left of the server's group, reap it, close our ends: ((signal, exit code), the
     stack it dumped if it did)."""
     how = reap(server.pid)
-    os.set_blocking(server.stack, False)
-    try:
-        stack = os.read(server.stack, 1 << 20).decode(errors="replace")
-    except BlockingIOError:
-        stack = ""
+    dump = ended.read_dump(server.stack)
     server.conn.close()
     for fd in (*server.fds, server.stack, server.exit):
         os.close(fd)
-    return how, stack
+    return how, dump
