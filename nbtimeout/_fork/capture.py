@@ -157,6 +157,7 @@ class Replay:
                  deadline: float | None = None) -> None:
         self._shell, self.drain, self.shown, self.reply = shell, drain, shown, reply
         self.deadline = deadline
+        self._unflushed = True  # a fresh Replay does not know what the kernel's streams hold
         self._decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
 
     def raw(self, name: str, data: bytes) -> None:
@@ -167,10 +168,16 @@ class Replay:
 
     def text(self, name: str, text: str) -> None:
         _streams.write(name, text)  # dropped where the program set the stream to None or closed it
+        self._unflushed = True
 
     def flush(self) -> None:
-        """Send the text now rather than at the kernel stream's next flush tick: output is live."""
-        _streams.flush("stdout", "stderr")
+        """Send the text now rather than at the kernel stream's next flush tick: output is live.
+
+        Only when text was written since the last flush: a kernel stream's flush waits for its IO
+        thread, twice the cost of relaying a widget update."""
+        if self._unflushed:
+            self._unflushed = False
+            _streams.flush("stdout", "stderr")
 
     def message(self, kind: str, *fields: Any) -> None:
         """A STREAM, DISPLAY, CLEAR, IOPUB, INPUT or FILES message.
