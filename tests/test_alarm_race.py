@@ -135,3 +135,14 @@ def test_a_limit_too_short_to_measure_is_honoured(limit):
         with pytest.raises(CellTimeoutError), timeout(limit):
             time.sleep(0.05)
     assert threading.get_ident() not in watchdog.stacks
+
+
+def test_without_a_kernel_timer_the_watchdog_sends_the_signal(fast_switching, monkeypatch):
+    # Where timer_create is missing (macOS) or NBTIMEOUT_PORTABLE=1: the same races, signal sent by
+    # the watchdog thread (pthread_kill) instead of by the kernel.
+    from nbtimeout._engines import delivery
+
+    monkeypatch.setattr(delivery.SIGNAL, "_timer", False)
+    seen = hammer(20_000, "signal", seed=17)
+    body(random.Random(0), 0.2)
+    assert min(seen.values()) > 100, seen

@@ -10,6 +10,7 @@ consumer runs then).
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import os
 import signal
@@ -22,7 +23,7 @@ from typing import Any
 
 from .._errors import NO_ASYNC_EXC, NO_SIGNAL, NO_SIGNAL_THREAD, _Expired
 from .._where import PACKAGE_DIR
-from . import watchdog
+from . import ktimer, watchdog
 from .watchdog import BUSY, GONE, HOLD, SENT, STOPPED, Deadline
 
 # nbtimeout frames that only call user code (the decorator's wrapper). Innermost at the stop, they
@@ -41,9 +42,12 @@ def classify(frame: FrameType | None, deadline: Deadline, tracers: tuple[Any, An
     if code not in CALLERS and code.co_filename.startswith(PACKAGE_DIR):
         return BUSY  # nbtimeout's bookkeeping (a limit being armed or cancelled)
     debuggers = _debugger_files()
-    if debuggers and any(_is_debugger(t) for t in tracers):
-        return HOLD  # pdb stepping through the block
-    tracer_codes = {_code_of(t) for t in tracers if t is not None}
+    tracer_codes = set()
+    for tracer in tracers:
+        if tracer is not None:
+            if debuggers and _is_debugger(tracer):
+                return HOLD  # pdb stepping through the block
+            tracer_codes.add(_code_of(tracer))
     owner = deadline.owner
     while frame is not None:
         if frame is owner:
@@ -64,13 +68,17 @@ def _code_of(func: Any) -> CodeType | None:
     return getattr(func, "__code__", None)
 
 
-def _debugger_files() -> set[str]:
-    files = set()
-    for name in ("bdb", "pdb"):
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", None):
-            files.add(module.__file__)
-    return files
+_debuggers: tuple[Any, frozenset[str]] = (None, frozenset())
+
+
+def _debugger_files() -> frozenset[str]:
+    """The files of pdb and bdb once imported (a frame of theirs: a debugger is at work)."""
+    global _debuggers
+    bdb = sys.modules.get("bdb")
+    if bdb is not _debuggers[0]:
+        files = {getattr(sys.modules.get(name), "__file__", None) for name in ("bdb", "pdb")}
+        _debuggers = (bdb, frozenset(f for f in files if f))
+    return _debuggers[1]
 
 
 def _is_debugger(tracer: Any) -> bool:
@@ -127,6 +135,7 @@ class SignalDelivery:
         self._fallback = fallback
         self.signum: int | None = None
         self._chosen = False
+        self._timer: ktimer.KernelTimer | bool | None = None  # False: none can be made here
 
     def _choose(self) -> int | None:
         candidates = []
@@ -151,13 +160,22 @@ class SignalDelivery:
 
     def prepare(self, deadline: Deadline) -> None:
         # On the main thread: (re)install the handler, in case code of the user's replaced it.
-        if signal.getsignal(self.signum) is not _on_signal:
+        if _signal.getsignal(self.signum) is not _on_signal:  # _signal's: no enum conversion
             signal.signal(self.signum, _on_signal)
+            watchdog.kernel_timed = self
+
+    def ahead(self, when: float) -> None:
+        """From the watchdog: have the kernel send the signal at ``when`` (see ktimer.py)."""
+        if self._timer is None:
+            self._timer = ktimer.make(self.signum) or False
+        if self._timer:
+            self._timer.at(when)
 
     def deliver(self, deadline: Deadline) -> str:
-        if signal.getsignal(self.signum) is not _on_signal:  # replaced since: never send a default action
+        if _signal.getsignal(self.signum) is not _on_signal:  # replaced since: never send a default action
             return self._fallback.deliver(deadline)
         signal.pthread_kill(deadline.ident, self.signum)
+        time.sleep(0)  # let go of the GIL: the stopped thread needs it to run the handler
         return SENT
 
 
@@ -170,15 +188,19 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     stack = watchdog.stacks.get(threading.get_ident())
     if not stack:
         return  # a late signal: its deadline was cancelled meanwhile
+    now = time.monotonic()
     for deadline in stack:
-        if deadline.fired and not deadline.cancelled and deadline.engine is SIGNAL:
+        if not deadline.cancelled and deadline.engine is SIGNAL and (deadline.fired or deadline.expires <= now):
             break
     else:
-        return
+        return  # early, or its deadline was cancelled meanwhile
+    if deadline.raised_at and now < deadline.raised_at + deadline.grace:
+        return  # a second signal (the kernel timer's and the watchdog's) while cleanup has its grace
+    deadline.fired = True
     verdict = classify(frame, deadline, (sys.gettrace(), sys.getprofile()))
     if verdict != STOPPED:
         watchdog.retry(deadline, verdict)
         return
     if not deadline.raised_at:
-        deadline.raised_at = time.monotonic()
+        deadline.raised_at = now
     raise _Expired(deadline)

@@ -63,6 +63,8 @@ _bell = threading.Lock()
 _bell.acquire()
 _wake_at = math.inf  # when the watchdog looks next; -inf while it is awake and will look anyway
 _thread: threading.Thread | None = None
+# The delivery whose ``ahead(when)`` has a kernel timer send its signal at ``when`` (the signal one).
+kernel_timed: Any = None
 
 
 def arm(limit: float, engine: Any, grace: float, owner: FrameType | None) -> Deadline:
@@ -135,8 +137,15 @@ def _start() -> None:
             _thread = thread
 
 
+PR_SET_TIMERSLACK = 29
+
+
 def _loop() -> None:
     global _wake_at
+    from .._process.facilities import PRCTL
+
+    if PRCTL is not None:  # Linux: wake at the due time, not up to 50 µs after (the default slack)
+        PRCTL(PR_SET_TIMERSLACK, 1, 0, 0, 0)
     heap: list[tuple[float, int, Deadline]] = []
     order = itertools.count()
     while True:
@@ -160,6 +169,9 @@ def _loop() -> None:
             heap = [entry for entry in heap if not entry[2].cancelled]
             heapq.heapify(heap)
         soonest = heap[0][0] if heap else math.inf
+        if heap and kernel_timed is not None:  # a kernel timer can deliver the soonest stop without us
+            top = heap[0][2]
+            kernel_timed.ahead(top.expires if not top.fired and top.engine is kernel_timed else math.inf)
         _wake_at = soonest
         if _pending or _retry:
             continue
