@@ -30,7 +30,8 @@ class TimeoutMagics(Magics):
                  "empty for none.").tag(config=True)
     grace = Float(1.0, min=0.0, help="On a stop: seconds between SIGTERM and SIGKILL for the fork child and "
                                      "the processes a cell started.").tag(config=True)
-    quiet = Bool(False, help="No live countdown widget; only the final banner.").tag(config=True)
+    quiet = Bool(False, help="No live countdown and no '✔ Finished' line; only the banner of a stopped or "
+                             "crashed cell.").tag(config=True)
     countdown_after = Float(
         1.0, min=0.0, help="Seconds a timed cell runs before its countdown appears; a cell that ends "
                            "sooner shows none (and sends no message).").tag(config=True)

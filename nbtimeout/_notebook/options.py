@@ -34,7 +34,8 @@ _ARGUMENTS = [  # top to bottom as in the help
     argument("-g", "--grace", help="on a stop, seconds between SIGTERM and SIGKILL for the fork child and "
                                    "the processes the cell started; 0 kills at once (default 1s)"),
     argument("--memory", help=f"fork mode: memory the cell may allocate beyond the kernel's: {SIZE_HELP}"),
-    argument("-q", "--quiet", action="store_true", help="no live countdown; only the final banner"),
+    argument("-q", "--quiet", action="store_true",
+             help="no live countdown and no '✔ Finished' line; only the banner of a stopped or crashed cell"),
     argument("--budget", help=f"line magic only: a time budget for the rest of the notebook: {DURATION_HELP}; "
                               "each later cell's limit is capped by what is left"),
     # Marks the line the every-cell limit adds, so tracebacks keep the user's own line numbers.
