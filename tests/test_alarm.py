@@ -432,6 +432,12 @@ def test_a_forked_child_starts_with_no_deadline():
             try:
                 spin(0.5)
                 code = 0 if _alarm._stack == [] else 2
+                try:  # and its own limits work: a watchdog and timer of its own
+                    with timeout(0.1):
+                        spin(2)
+                    code = 3
+                except CellTimeoutError:
+                    pass
             except BaseException:
                 code = 1
             os._exit(code)

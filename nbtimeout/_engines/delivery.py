@@ -204,3 +204,12 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     if not deadline.raised_at:
         deadline.raised_at = now
     raise _Expired(deadline)
+
+
+def _in_forked_child() -> None:
+    # Timers are not inherited by fork(), and the child's main thread has another id.
+    SIGNAL._timer = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_in_forked_child)
