@@ -130,10 +130,13 @@ class _Guard:
         """Stop what the run started if it was stopped; CellTimeoutError if a limit fired."""
         __tracebackhide__ = True
         watcher.cancel(self.token)
+        # Stopped at the deadline by the watcher (the kernel waited in C): the limit fired, whatever the
+        # engine has or has not delivered yet.
+        self.fired |= self.processes.was_overdue()
         if self._sigint is not None:
             signal.signal(signal.SIGINT, self._sigint)
-        stopped = self.interrupted or isinstance(error, (CellTimeoutError, KeyboardInterrupt))
-        if self.fired or stopped:
+        # Its own limit or ■: an inner limit of the cell's code that escaped is an error like any other.
+        if self.fired or self.interrupted or isinstance(error, KeyboardInterrupt):
             self.processes.stop(self.options.grace)
         if self.fired and not isinstance(error, CellTimeoutError):
             stop = self.timeout().with_traceback(self._stopped_at(error))

@@ -63,13 +63,14 @@ def _own_fork(proc: psutil.Process, me: psutil.Process) -> bool:
 class Started:
     """The processes started since this object was made; ``stop`` ends them."""
 
-    __slots__ = ("_before", "_lock", "_signalled", "_since")
+    __slots__ = ("_before", "_lock", "_signalled", "_since", "overdue")
 
     def __init__(self) -> None:
         self._before = forked_here()
         self._since = _clock() - _TICK
         self._lock = threading.Lock()
         self._signalled: set[int] = set()  # direct children we stopped, still to be reaped
+        self.overdue = False  # the watcher stopped them: the run was still going past its deadline
 
     def new(self) -> tuple[list[psutil.Process], set[int]]:
         """The new direct children (nbtimeout's forks left out) with all their descendants, and
@@ -107,18 +108,25 @@ class Started:
                 continue
         return found
 
-    def signal(self, grace: float) -> None:
-        """SIGTERM, up to ``grace`` seconds to exit, then SIGKILL; safe from any thread, idempotent."""
+    def signal(self, grace: float, overdue: bool = False) -> None:
+        """SIGTERM, up to ``grace`` seconds to exit, then SIGKILL; safe from any thread, idempotent.
+        ``overdue``: the run is past its deadline (the watcher), noted if there was anything to stop."""
         with self._lock:
             procs, direct = self.new()
             if not procs:
                 return
+            self.overdue |= overdue
             self._signalled |= direct
             _send(procs, signal.SIGTERM if grace > 0 else signal.SIGKILL)
             left = _wait_gone(procs, grace)
             if left:
                 _send(left, signal.SIGKILL)
                 _wait_gone(left, 1.0)
+
+    def was_overdue(self) -> bool:
+        """Whether the watcher stopped anything, once any stop it has under way is done."""
+        with self._lock:
+            return self.overdue
 
     def stop(self, grace: float) -> None:
         """``signal`` the new processes, then reap the kernel's children among them (main thread)."""
@@ -206,7 +214,7 @@ class _Watcher:
                     continue
                 work = [self._due.pop(t) for t in due]
             for _, started, grace in work:
-                started.signal(grace)
+                started.signal(grace, overdue=True)
 
 
 watcher = _Watcher()
