@@ -161,6 +161,18 @@ CASES = {
         "dd['k'].append(1)\ndq.appendleft(0)", "",
         "(al[0] is dd, dict(dd), dd.default_factory is list, al[1] is dq, list(dq))",
         (True, {"k": [1]}, True, True, [0, 1])),
+    "Counter and OrderedDict": (
+        "from collections import Counter, OrderedDict\nctr = Counter('ab'); od = OrderedDict(a=1, b=2)",
+        "ctr['a'] += 5\nod.move_to_end('a')", "", "(dict(ctr), list(od))", ({"a": 6, "b": 1}, ["b", "a"])),
+    "object of a library class that pickles itself": (
+        """
+        class Lib:  # as a library's class: its state is what __getstate__ says
+            __module__ = 'somelib'
+            def __init__(self): self.data = [1]
+            def __getstate__(self): return {'data': list(self.data)}
+            def __setstate__(self, state): self.__dict__.update(state)
+        lib = Lib(); al = lib
+        """, "lib.data.append(2)", "", "(al is lib, lib.data)", (True, [1, 2])),
     "instance with __slots__": (
         "class S:\n    __slots__ = ('x', 'y')\ns = S(); s.x = 1; t = s", "s.y = 2\ndel s.x", "",
         "(t is s, hasattr(s, 'x'), s.y)", (True, False, 2)),

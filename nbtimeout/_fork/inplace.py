@@ -27,7 +27,7 @@ def put_back(old: Any, state: tuple) -> tuple[bool, Any]:
     elif what == "map":
         items, factory, attrs = data
         old.clear()
-        old.update(items)
+        old.update(dict(items))  # a mapping, not pairs: Counter.update counts the items of an iterable
         if hasattr(old, "default_factory"):
             old.default_factory = factory
         _set_attrs(old, attrs)
@@ -58,8 +58,22 @@ def put_back(old: Any, state: tuple) -> tuple[bool, Any]:
                 setattr(old, name, slots[name])
             elif hasattr(old, name):
                 delattr(old, name)
+    elif what == "custom":
+        return _set_state(old, data[0])
     else:
         return _copy_into(old, data[0])
+    return True, old
+
+
+def _set_state(old: Any, new: Any) -> tuple[bool, Any]:
+    """An object that pickles itself: its own ``__setstate__`` takes the new state, if it has one."""
+    if type(old) is not type(new) or not hasattr(old, "__setstate__"):
+        return False, new
+    reduced = new.__reduce_ex__(5)
+    state = reduced[2] if isinstance(reduced, tuple) and len(reduced) > 2 else None
+    if state is None:
+        return False, new
+    old.__setstate__(state)
     return True, old
 
 

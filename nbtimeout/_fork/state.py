@@ -77,7 +77,7 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     if what == "frame":
         return what, *_frame(obj, before)
     if what == "extension":
-        return what, *_extension(obj, before)
+        return what, *_extension(obj, before, digest)
     if what == "class":
         return what, _flat(vars(obj).items())
     if what == "function":
@@ -85,7 +85,9 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     if what == "cell":
         return what, Items((obj.cell_contents,)) if _full(obj) else EMPTY
     if what == "object":
-        return what, type(obj), _attrs(obj), _slots(obj)
+        # A library object that pickles itself may keep state outside __dict__ (in C): digest it.
+        hidden = (digest or deep_digest)(obj) if custom_pickling(type(obj)) else None
+        return what, type(obj), _attrs(obj), _slots(obj), hidden
     if what == "generator":  # cannot be pickled, but whether it ran on can be seen (and named)
         frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None)
         return what, None if frame is None else frame.f_lasti
@@ -116,13 +118,25 @@ def _values(values: Any, before: bool) -> Any:
     return _extension(values, before)
 
 
-def _extension(obj: Any, before: bool) -> tuple:
+def custom_pickling(cls: type) -> bool:
+    """A class not of the notebook that says itself how it pickles (its state may not be in __dict__)."""
+    if cls.__module__ == "__main__":
+        return False
+    return any(name in vars(c) for c in cls.__mro__[:-1] for name in _OWN_PICKLING)
+
+
+_OWN_PICKLING = ("__reduce__", "__reduce_ex__", "__getstate__", "__setstate__")
+
+
+def _extension(obj: Any, before: bool, digest: Any = None) -> tuple:
     """An extension array by its numpy parts (StringArray, Categorical, masked); others by identity."""
     values = list(getattr(obj, "__dict__", {}).values())
     # NDArrayBacked (StringArray, datetimes) keeps its array in a C slot, not in __dict__.
     values += [getattr(obj, name) for name in _EXTENSION_PARTS if hasattr(obj, name)]
     parts = Items(values)
     arrays = tuple(Watch(*array_region(v), before=before) for v in values if kind(v) == "array")
+    if not arrays and not hasattr(obj, "_pa_array"):  # arrow arrays are immutable; others: digest
+        return parts, (digest or deep_digest)(obj)
     return parts, arrays
 
 
@@ -159,6 +173,8 @@ def current(obj: Any) -> tuple:
         return what, obj.__defaults__, obj.__kwdefaults__, dict(vars(obj)), obj.__code__
     if what == "cell":
         return what, obj.cell_contents if _full(obj) else EMPTY
+    if what == "object" and custom_pickling(type(obj)):
+        return "custom", Forced(obj)
     if what == "object":
         slots = {name: getattr(obj, name) for name in slot_names(type(obj)) if hasattr(obj, name)}
         return what, type(obj), attrs, slots
