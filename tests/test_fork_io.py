@@ -435,10 +435,27 @@ def test_thread_pool_from_an_earlier_cell_works_in_a_fork_cell(kernel):
         assert ex.submit(pow, 2, 3).result() == 8  # its threads exist now, in the kernel
         """)
     assert kernel.run(setup).status == "ok"
-    result = kernel.run("%%timeout 10 -m fork -q\ngot = [f.result() for f in [ex.submit(pow, 2, n) for n in range(4)]]")
+    result = kernel.run(cell("""
+        %%timeout 10 -m fork -q
+        got = [f.result() for f in [ex.submit(pow, 2, n) for n in range(4)]]
+        mapped = list(ex.map(abs, [-1, -2]))
+        """))
     assert result.status == "ok", result.traceback
-    assert kernel.value("got") == [1, 2, 4, 8]
+    assert "ex (" not in result.stream("stderr")  # the kernel's pool was used, not changed
+    assert kernel.value("(got, mapped)") == ([1, 2, 4, 8], [1, 2])
     assert kernel.value("ex.submit(pow, 3, 2).result()") == 9  # the kernel's pool is untouched
+
+
+@pytest.mark.parametrize("magic", ["", "%%timeout 10 -m fork -q\n"])
+def test_shutting_a_kernel_pool_down_in_a_fork_cell(kernel, magic):
+    setup = ("from concurrent.futures import ThreadPoolExecutor\n"
+             "pool = ThreadPoolExecutor(1)\npool.submit(abs, 1).result()")
+    assert kernel.run(setup).status == "ok"
+    result = kernel.run(f"{magic}with pool:\n    done = pool.submit(abs, -5).result()")
+    assert result.status == "ok", result.traceback
+    assert kernel.value("done") == 5
+    after = kernel.run("pool.submit(abs, 1)")
+    assert (after.ename, after.evalue) == ("RuntimeError", "cannot schedule new futures after shutdown")
 
 
 def test_joining_a_kernel_thread_in_a_fork_cell_says_why_at_once(kernel):

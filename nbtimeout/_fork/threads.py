@@ -4,9 +4,10 @@
 lists its worker threads in the child, so work submitted there would wait forever; a
 ``Thread.join()`` on a kernel thread would return at once, as if it had finished. In the child:
 
-- a ``ThreadPoolExecutor`` whose threads are the kernel's starts fresh threads in the child (work
-  the kernel had queued stays the kernel's), so ``ex.submit(f).result()`` gives what it gives in
-  the kernel;
+- a ``ThreadPoolExecutor`` made in the kernel hands work submitted in the child to a stand-in with
+  its settings, whose threads run in the child (work the kernel had queued stays the kernel's), so
+  ``ex.submit(f).result()`` and ``ex.map`` give what they give in the kernel; ``shutdown()`` shuts
+  the stand-in down and marks the kernel's pool shut, as it would be;
 - ``Thread.join()`` on a thread that runs in the kernel, and ``submit`` on a ``ProcessPoolExecutor``
   whose manager thread runs in the kernel, raise a one-line RuntimeError instead of hanging or
   lying.
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import queue
 import threading
+import weakref
 from typing import Any
 
 _alive_at_fork: list[threading.Thread] = []
@@ -41,17 +42,28 @@ def _kernel_thread(thread: Any) -> bool:
 
 def guard_kernel_threads() -> None:  # pragma: no cover - runs in the child
     """In the child, before user code: patch the classes as the module's docstring says."""
-    kernel_threads = list(_alive_at_fork)
-    if not kernel_threads:
-        return
     pool = concurrent.futures.ThreadPoolExecutor
     processes = concurrent.futures.ProcessPoolExecutor
-    submit, process_submit, join = pool.submit, processes.submit, threading.Thread.join
+    init, submit, shutdown = pool.__init__, pool.submit, pool.shutdown
+    process_submit, join = processes.submit, threading.Thread.join
 
-    def thread_submit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if any(_kernel_thread(t) for t in getattr(self, "_threads", ())):
-            _start_afresh(self)
-        return submit(self, *args, **kwargs)
+    def pool_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        _made_here.add(self)
+
+    def pool_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if self in _made_here or self._shutdown:  # ours, or refused as the kernel would refuse it
+            return submit(self, fn, *args, **kwargs)
+        return submit(_stand_in(self), fn, *args, **kwargs)
+
+    def pool_shutdown(self: Any, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self in _made_here:
+            return shutdown(self, wait, cancel_futures=cancel_futures)
+        stand_in = _stand_ins.pop(id(self), None)
+        if stand_in is not None:
+            shutdown(stand_in, wait, cancel_futures=cancel_futures)
+        self._shutdown = True  # refuses work from now on, as the kernel's pool would (carried back)
+        return None
 
     def process_pool_submit(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _kernel_thread(getattr(self, "_executor_manager_thread", None)):
@@ -65,17 +77,26 @@ def guard_kernel_threads() -> None:  # pragma: no cover - runs in the child
                                "cell's child process; join it from a cell without -m fork")
         join(self, timeout)
 
-    pool.submit = thread_submit  # type: ignore[method-assign]
+    pool.__init__ = pool_init  # type: ignore[method-assign]
+    pool.submit = pool_submit  # type: ignore[method-assign]
+    pool.shutdown = pool_shutdown  # type: ignore[method-assign]
     processes.submit = process_pool_submit  # type: ignore[method-assign]
     threading.Thread.join = thread_join  # type: ignore[method-assign]
 
 
-def _start_afresh(executor: Any) -> None:  # pragma: no cover - runs in the child
-    """Make ``executor`` forget the kernel's threads and queue; its next submit starts threads here."""
-    executor._threads = set()
-    executor._idle_semaphore = threading.Semaphore(0)
-    executor._work_queue = queue.SimpleQueue()
-    executor._shutdown_lock = threading.Lock()  # a kernel thread may have held it at the fork
+# Thread pools made in the child; one made in the kernel gets a stand-in here, with its settings,
+# so the kernel's object is never changed by using it (the fork cell would carry that back).
+_made_here: weakref.WeakSet[Any] = weakref.WeakSet()
+_stand_ins: dict[int, Any] = {}
+
+
+def _stand_in(executor: Any) -> Any:  # pragma: no cover - runs in the child
+    stand_in = _stand_ins.get(id(executor))
+    if stand_in is None:
+        stand_in = _stand_ins[id(executor)] = concurrent.futures.ThreadPoolExecutor(
+            max_workers=executor._max_workers, thread_name_prefix=executor._thread_name_prefix,
+            initializer=executor._initializer, initargs=executor._initargs)
+    return stand_in
 
 
 # Where a child waits when it waits on another thread: a lock, condition, event, queue or future.
