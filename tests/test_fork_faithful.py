@@ -233,6 +233,14 @@ CASES = {
     "numpy's global generator: the kernel's state, and it goes on": (
         "np.random.seed(0)", "x = float(np.random.rand())", "y = float(np.random.rand())", "(x, y)",
         (0.5488135039273248, 0.7151893663724195)),
+    "numpy Generator, RandomState and random.Random objects go on": (
+        "rng = np.random.default_rng(0); legacy = np.random.RandomState(0); r = random.Random(0)\n"
+        "al = (rng, legacy, r)",
+        "a = (float(rng.random()), float(legacy.rand()), r.random())",
+        "b = (float(rng.random()), float(legacy.rand()), r.random())",
+        "(a, b, al[0] is rng, al[1] is legacy, al[2] is r)",
+        ((0.6369616873214543, 0.5488135039273248, 0.8444218515250481),
+         (0.2697867137638703, 0.7151893663724195, 0.7579544029403025), True, True, True)),
     # 5. process state
     "working directory": ("", "os.chdir('/tmp')", "", "os.getcwd()", "/tmp"),
     "environment and %env": (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from array import array
 from typing import Any
 
-from .kinds import numpy_array
+from .kinds import numpy_array, rng_state_holder
 from .refs import slot_names
 from .state import EMPTY
 
@@ -58,6 +58,8 @@ def put_back(old: Any, state: tuple) -> tuple[bool, Any]:
                 setattr(old, name, slots[name])
             elif hasattr(old, name):
                 delattr(old, name)
+    elif what == "rng":
+        rng_state_holder(old).state = data[0]
     elif what == "custom":
         return _set_state(old, data[0])
     else:

@@ -69,9 +69,24 @@ def kind(obj: Any) -> str:
         return "cell"
     if isinstance(obj, (types.GeneratorType, types.CoroutineType)):
         return "generator"
+    if rng_state_holder(obj) is not None:
+        return "rng"
     if isinstance(getattr(obj, "__dict__", None), dict) or _has_slots(type(obj)):
         return "object"
     return "opaque"
+
+
+def rng_state_holder(obj: Any) -> Any:
+    """numpy's ``Generator`` keeps its state in its bit generator's ``state`` property; a bit
+    generator in its own. None for anything else."""
+    np_random = sys.modules.get("numpy.random")
+    if np_random is None:
+        return None
+    if isinstance(obj, np_random.Generator):
+        return obj.bit_generator
+    if isinstance(obj, np_random.BitGenerator):
+        return obj
+    return None
 
 
 def _has_slots(cls: type) -> bool:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import pickle
 import zlib
 from typing import Any
 
 import cloudpickle
 
-from .kinds import ATOMS, kind
+from .kinds import ATOMS, kind, rng_state_holder
 from .refs import Forced, slot_names
 from .watch import Watch, array_region
 
@@ -91,6 +92,8 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     if what == "generator":  # cannot be pickled, but whether it ran on can be seen (and named)
         frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None)
         return what, None if frame is None else frame.f_lasti
+    if what == "rng":
+        return what, pickle.dumps(rng_state_holder(obj).state)
     if what == "opaque":
         return what, (digest or deep_digest)(obj)
     return None  # index, tuple, module ...: nothing in place to watch
@@ -173,7 +176,9 @@ def current(obj: Any) -> tuple:
         return what, obj.__defaults__, obj.__kwdefaults__, dict(vars(obj)), obj.__code__
     if what == "cell":
         return what, obj.cell_contents if _full(obj) else EMPTY
-    if what == "object" and custom_pickling(type(obj)):
+    if what == "rng":
+        return what, rng_state_holder(obj).state
+    if what in ("object", "opaque") and custom_pickling(type(obj)):
         return "custom", Forced(obj)
     if what == "object":
         slots = {name: getattr(obj, name) for name in slot_names(type(obj)) if hasattr(obj, name)}
