@@ -188,3 +188,12 @@ def test_autoawait_off_is_respected(kernel: Kernel):
     assert plain.ename == "SyntaxError"
     assert timed.ename == "UsageError"  # says what to do, in one line
     assert "%autoawait" in timed.evalue
+
+
+def test_a_process_an_await_cell_started_is_stopped_with_it(kernel):
+    result = kernel.run("%%timeout 0.5\naproc = await asyncio.create_subprocess_exec('sleep', '30.91')\n"
+                        "await aproc.wait()")
+    assert result.ename == "CellTimeoutError"
+    assert "----> 3 await aproc.wait()" in result.traceback
+    assert "nbtimeout/" not in result.traceback.split("----> 3 await aproc.wait()")[1]  # ends in the user's code
+    assert wait_until(lambda: kernel.value("aproc.returncode") == -signal.SIGTERM, 5)

@@ -111,3 +111,13 @@ def test_exit_leaves_ipython_under_an_every_cell_limit(terminal, limit, command)
     terminal.run(limit)
     terminal.keys(command)
     assert wait_until(terminal.dead, 15), terminal.screen()
+
+
+def test_await_cells_in_the_terminal_under_an_every_cell_limit(terminal):
+    terminal.run("%load_ext nbtimeout")
+    terminal.run("import asyncio")
+    terminal.run("%timeout 5")
+    assert "Out[4]: 'awaited'" in terminal.run("await asyncio.sleep(0.05, result='awaited')")
+    stopped = terminal.run("%%timeout 0.5\rawait asyncio.sleep(5)", enters=3)  # as %%time takes, without nbtimeout
+    assert "CellTimeoutError" in stopped
+    assert "Out[6]: 2" in terminal.run("1 + 1")

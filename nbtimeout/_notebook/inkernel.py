@@ -146,7 +146,7 @@ class _Guard:
     def _stopped_at(self, error: BaseException | None) -> TracebackType | None:
         """Where the stop hit: what the catcher raised, or the stop IPython showed (``%run``)."""
         if error is not None:
-            return error.__traceback__
+            return trim_tail(error.__traceback__)  # a cancel thrown in at our await ends in our frame
         shown = getattr(sys, "last_value", None)
         if isinstance(shown, _Expired) and shown is not self._last:
             return trim_tail(shown.__traceback__)
