@@ -42,6 +42,10 @@ def quick_calls() -> dict[str, tuple[str, callable, int]]:
         with stopit.SignalTimeout(5):
             pass
 
+    def nbt_thread():
+        with nbtimeout.timeout(5, mode="thread"):
+            pass
+
     def stopit_thread():
         with stopit.ThreadingTimeout(5):
             pass
@@ -53,6 +57,7 @@ def quick_calls() -> dict[str, tuple[str, callable, int]]:
         "raw setitimer arm+cancel": ("", _raw.setitimer_arm_cancel, BATCH_SIGNAL),
         "nbtimeout signal, with timeout(5)": ("raw setitimer arm+cancel", nbt_signal, BATCH_SIGNAL),
         "nbtimeout signal, @timeout(5)": ("raw setitimer arm+cancel", nbtimeout.timeout(5)(answer), BATCH_SIGNAL),
+        "nbtimeout thread, with timeout(5, mode='thread')": ("raw setitimer arm+cancel", nbt_thread, BATCH_SIGNAL),
         "timeout-decorator (signal)": ("raw setitimer arm+cancel", timeout_decorator.timeout(5)(answer),
                                        BATCH_SIGNAL),
         "wrapt-timeout-decorator (signal)": ("raw setitimer arm+cancel",
@@ -93,14 +98,20 @@ def _raise_stop(*_):
     raise _StopError
 
 
-def _raw_sleep():
+def _raw_sleep(body=lambda: time.sleep(10)):
     old = signal.signal(signal.SIGALRM, _raise_stop)
     signal.setitimer(signal.ITIMER_REAL, DEADLINE)
     try:
-        time.sleep(10)
+        body()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def _spin():
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        pass
 
 
 def raw_sleep_abort() -> float:
@@ -121,6 +132,8 @@ def abort_cases() -> dict[str, tuple[str, callable]]:
 
     # Each library's limited callable is made once, outside the measurement, as a user would.
     nbt_sleep = nbtimeout.timeout(DEADLINE)(sleeper)
+    nbt_spin = nbtimeout.timeout(DEADLINE)(_spin)
+    nbt_thread_spin = nbtimeout.timeout(DEADLINE, mode="thread")(_spin)
     td_sleep = timeout_decorator.timeout(DEADLINE)(sleeper)
     nbt_fork_loop = nbtimeout.timeout(DEADLINE, mode="fork", grace=0.5)(c_loop)
     nbt_fork_sleep = nbtimeout.timeout(DEADLINE, mode="fork")(sleeper)
@@ -129,6 +142,9 @@ def abort_cases() -> dict[str, tuple[str, callable]]:
         "raw setitimer, sleep": ("", raw_sleep_abort),
         "nbtimeout signal, sleep": ("raw setitimer, sleep", lambda: _late(nbt_sleep)),
         "timeout-decorator (signal), sleep": ("raw setitimer, sleep", lambda: _late(td_sleep)),
+        "raw setitimer, Python loop": ("", lambda: _late(lambda: _raw_sleep(_spin))),
+        "nbtimeout signal, Python loop": ("raw setitimer, Python loop", lambda: _late(nbt_spin)),
+        "nbtimeout thread, Python loop": ("raw setitimer, Python loop", lambda: _late(nbt_thread_spin)),
         "raw fork + SIGKILL, C loop": ("", lambda: _raw.fork_kill_c_loop(DEADLINE)),
         "nbtimeout fork, C loop": ("raw fork + SIGKILL, C loop", lambda: _late(nbt_fork_loop)),
         "nbtimeout fork, sleep": ("raw fork + SIGKILL, C loop", lambda: _late(nbt_fork_sleep)),

@@ -164,11 +164,15 @@ class SignalDelivery:
             signal.signal(self.signum, _on_signal)
             watchdog.kernel_timed = self
 
-    def ahead(self, when: float) -> None:
-        """From the watchdog: have the kernel send the signal at ``when`` (see ktimer.py)."""
+    def timed(self) -> bool:
+        """From the watchdog: whether a kernel timer sends this signal (see ktimer.py)."""
         if self._timer is None:
             self._timer = ktimer.make(self.signum) or False
-        if self._timer:
+        return bool(self._timer)
+
+    def ahead(self, when: float) -> None:
+        """From the watchdog: have the kernel send the signal at ``when``."""
+        if self.timed():
             self._timer.at(when)
 
     def deliver(self, deadline: Deadline) -> str:

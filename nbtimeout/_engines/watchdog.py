@@ -153,6 +153,10 @@ def _loop() -> None:
         while _pending:
             deadline = _pending.popleft()
             if not deadline.cancelled:
+                if deadline.engine is kernel_timed and kernel_timed.timed():
+                    # The kernel's timer stops it on time; we only look back later (refire, retry),
+                    # rather than wake with it and compete for the GIL the stopped thread needs.
+                    deadline.due = deadline.expires + REFIRE
                 heapq.heappush(heap, (deadline.due, next(order), deadline))
         now = time.monotonic()
         while _retry:
@@ -169,9 +173,10 @@ def _loop() -> None:
             heap = [entry for entry in heap if not entry[2].cancelled]
             heapq.heapify(heap)
         soonest = heap[0][0] if heap else math.inf
-        if heap and kernel_timed is not None:  # a kernel timer can deliver the soonest stop without us
-            top = heap[0][2]
-            kernel_timed.ahead(top.expires if not top.fired and top.engine is kernel_timed else math.inf)
+        if kernel_timed is not None:  # the kernel's timer sends the main thread's next stop
+            main = stacks.get(threading.main_thread().ident) or ()
+            kernel_timed.ahead(min((d.expires for d in list(main) if d.engine is kernel_timed
+                                    and not d.fired and not d.cancelled), default=math.inf))
         _wake_at = soonest
         if _pending or _retry:
             continue
