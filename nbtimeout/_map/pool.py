@@ -114,8 +114,17 @@ class _Pool:
         return worker.started + self.limit if worker.stopping is None else worker.stopping + self.grace
 
     def _spawn(self) -> _Worker:
-        parent_end, child_end = Pipe()
-        (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = os.pipe(), os.pipe(), os.pipe()
+        with contextlib.ExitStack() as undo:  # an interrupt half way (a slow fork): nothing leaks
+            parent_end, child_end = Pipe()
+            undo.callback(parent_end.close)
+            undo.callback(child_end.close)
+            pipes = []
+            for _ in range(3):
+                pipes.append(os.pipe())
+                undo.callback(os.close, pipes[-1][0])
+                undo.callback(os.close, pipes[-1][1])
+            undo.pop_all()
+        (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = pipes
         parent = os.getpid()
 
         def child() -> NoReturn:  # pragma: no cover - the worker never returns
