@@ -91,6 +91,8 @@ def test_every_option():
 def test_default_mode_setting_applies_and_the_cell_wins():
     assert options("1", default_mode="fork").mode == "fork"
     assert options("1 -m signal", default_mode="fork").mode == "signal"
+    assert options("1 -m thread").mode == "thread"
+    assert options("1", default_mode="auto").mode == "auto"  # the engine is picked where the cell runs
     # --memory is fine when the default engine is fork
     assert options("1 --memory 1GB", default_mode="fork").memory == 1 << 30
 
@@ -103,10 +105,10 @@ def test_default_mode_setting_applies_and_the_cell_wins():
     ("inf", "must be finite and greater than zero"),
     ("", "give a time limit"),
     ("1 --bogus", "unrecognized arguments: --bogus"),
-    ("1 -m thread", "invalid choice: 'thread'"),
+    ("1 -m threads", "invalid choice: 'threads'"),
     ("1 extra words", "unrecognized arguments: extra words"),
     ("1 --memory 1GB", "--memory works only with --mode fork"),
-    ("1 -g 2", "--grace works only with --mode fork"),
+    ("1 -g abc", "--grace 'abc' is not"),
     ("1 -m fork -g nan", "--grace 'nan' must be finite"),
     ("1 -m fork --memory lots", "memory 'lots' is not"),
     ("1 'unclosed", "No closing quotation"),
