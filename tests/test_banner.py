@@ -169,3 +169,12 @@ def test_quiet_countdown_costs_almost_nothing():
     per_cell = (time.perf_counter() - start) / n
     assert shell.display_pub.sent == []
     assert per_cell < 20e-6, f"{per_cell * 1e6:.1f} µs per quiet cell"
+
+
+def test_a_shell_without_a_display_publisher_runs_the_cell_and_shows_nothing():
+    bare = type("Bare", (), {"kernel": object()})()
+    with pytest.raises(CellTimeoutError), _widget.countdown(Options(0.1), bare, after=0.0, show_finished=True):
+        raise CellTimeoutError(0.1, 0.1, "signal")
+    with _widget.countdown(Options(0.1), bare, after=0.0, show_finished=True) as shown:
+        pass
+    assert shown.live is False  # no countdown thread; the record went nowhere

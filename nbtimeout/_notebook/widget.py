@@ -35,6 +35,10 @@ _ids = itertools.count()
 _PREFIX = uuid.uuid4().hex[:12]
 
 
+def _nowhere(*args: Any, **kwargs: Any) -> None:
+    """Where the lines go in a shell without a display publisher."""
+
+
 def elapsed_text(elapsed: float, limit: float) -> str:
     """Elapsed time in the unit the limit reads best in: ``1.2 s``, ``150 ms``."""
     if limit < 1:
@@ -53,8 +57,9 @@ class Countdown:
         self.options, self.after, self.show_finished = options, after, show_finished
         self.live = not options.quiet and getattr(shell, "kernel", None) is not None
         # Captured now: a %%capture inside the cell must not swallow the countdown or the record.
-        self._pub = shell.display_pub
-        self._publish = self._pub.publish
+        self._pub = getattr(shell, "display_pub", None)
+        self._publish = getattr(self._pub, "publish", _nowhere)  # a shell that cannot display shows nothing
+        self.live = self.live and self._pub is not None
         self._cleared = False  # the cell called clear_output: the shown line is gone from the page
         budget = f", what is left of the {format_duration(options.budget)} budget" if options.budget else ""
         self.tail = f"of {format_duration(options.limit)} ({options.mode} engine{budget})"
