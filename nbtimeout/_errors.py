@@ -31,7 +31,7 @@ FORK_CONTEXT = "mode='fork' runs a function in a child process: use it as a deco
 class CellTimeoutError(TimeoutError):
     """A timed cell or call ran past its limit.
 
-    Attributes: ``limit`` and ``elapsed`` (seconds), ``engine`` (``"signal"`` or ``"fork"``),
+    Attributes: ``limit`` and ``elapsed`` (seconds), ``engine`` (``"signal"``, ``"thread"`` or ``"fork"``),
     ``where`` (``"line 3 in f() of In [5]"`` or ``None``) and, for fork, ``stack`` (the child's
     stack text).
     """
@@ -101,7 +101,7 @@ class BudgetSpentError(CellTimeoutError):
 
 
 class EngineUnavailableError(RuntimeError):
-    """The chosen engine cannot run here (no SIGALRM, not the main thread, no fork)."""
+    """The chosen engine cannot run here (signal: not the main thread or no pthread_kill; fork: no fork)."""
 
 
 class _Expired(BaseException):

@@ -110,10 +110,11 @@ def test_api_refuses_unknown_mode():
         timeout(1, mode="threads")
 
 
-def test_except_exception_in_a_retry_loop_cannot_keep_code_alive():
+@pytest.mark.parametrize("mode", ["signal", "thread"])
+def test_except_exception_in_a_retry_loop_cannot_keep_code_alive(mode):
     attempts = []
 
-    @timeout(0.2)
+    @timeout(0.2, mode=mode)
     def retry_forever():
         while True:
             try:
@@ -382,10 +383,11 @@ def test_cleanup_longer_than_the_grace_is_stopped_again():
     assert traceback.extract_tb(info.value.__traceback__)[-2].line == "spin()"
 
 
-def test_a_bare_except_is_hit_again_after_the_grace():
+@pytest.mark.parametrize("mode", ["signal", "thread"])
+def test_a_bare_except_is_hit_again_after_the_grace(mode):
     swallowed = []
     start = time.monotonic()
-    with pytest.raises(CellTimeoutError), timeout(0.1, grace=0.3):  # noqa: PT012 - the limited block is the case
+    with pytest.raises(CellTimeoutError), timeout(0.1, mode=mode, grace=0.3):  # noqa: PT012 - the limited block is the case
         try:
             spin()
         except BaseException:  # the user's bare except

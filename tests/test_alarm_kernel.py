@@ -273,3 +273,29 @@ def test_without_fork_the_fork_engine_names_the_thread_engine():
         assert k.run("%%timeout 0.2\nwhile True: pass").evalue == "ran past its 200 ms limit (signal engine)"
     finally:
         k.shutdown()
+
+
+def test_time_at_a_debugger_prompt_in_a_cell_does_not_count(kernel):
+    # IPython's own debugger (what breakpoint() and %debug open), with a user who thinks for 0.8 s
+    # at a prompt inside a 0.3 s limit: the prompt is answered, then the overdue stop comes.
+    result = kernel.run(cell("""
+        %%timeout 0.3
+        import io
+        from IPython.core.debugger import Pdb
+        answered = []
+        class SlowUser(io.StringIO):
+            def readline(self, *args):
+                _t = time.monotonic()
+                while time.monotonic() - _t < 0.8:
+                    pass
+                answered.append(True)
+                return "continue\\n"
+        debugger = Pdb(stdin=SlowUser(), stdout=io.StringIO())
+        debugger.use_rawinput = False
+        debugger.set_trace()
+        after_prompt = True
+        while True:
+            spins = 1
+    """))
+    assert result.ename == "CellTimeoutError"
+    assert kernel.value("(answered, after_prompt)") == ([True], True)
