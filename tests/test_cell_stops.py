@@ -43,6 +43,9 @@ CATCHERS = {
     "capture_output around run_cell": (
         "from IPython.utils.capture import capture_output\n"
         "with capture_output() as captured:\n    get_ipython().run_cell('while True: pass')"),
+    "IPython.utils.io.Tee": (
+        "from IPython.utils.io import Tee\ntee = Tee(SCRIPTS + '/tee.log', 'w')\n"
+        "try:\n    get_ipython().run_cell('while True: pass')\nfinally:\n    tee.close()"),
     "exec with a bare except": 'exec("try:\\n    while True: pass\\nexcept:\\n    pass")',
     "a bare except": "try:\n    while True: pass\nexcept:\n    pass",
     "a bare except that raises something else": "try:\n    while True: pass\nexcept:\n    raise ValueError('mine')",
