@@ -645,3 +645,16 @@ def test_a_kernel_timer_sends_the_stop_where_the_platform_has_one():
         time.sleep(1)
     made = isinstance(delivery.SIGNAL._timer, ktimer.KernelTimer)
     assert made == (ktimer._functions() is not None and not PORTABLE)
+
+
+@pytest.mark.parametrize("mode", ["signal", "thread"])
+def test_no_grace_means_the_stop_is_raised_again_at_the_refire(mode):
+    steps = []
+    with pytest.raises(CellTimeoutError), timeout(0.1, mode=mode, grace=1e-9):  # noqa: PT012 - the block is the case
+        try:
+            spin()
+        finally:
+            for step in range(40):
+                spin(0.01)
+                steps.append(step)
+    assert 1 <= len(steps) < 40  # cut short about REFIRE (50 ms) into the cleanup

@@ -199,7 +199,7 @@ def _act(deadline: Deadline, now: float) -> bool:
 
 def _reschedule(deadline: Deadline, verdict: str, now: float) -> bool:
     if verdict == STOPPED:
-        deadline.due = now + (deadline.grace if not deadline.raised_at else REFIRE)
+        deadline.due = now + (max(deadline.grace, REFIRE) if not deadline.raised_at else REFIRE)
         if not deadline.raised_at:
             deadline.raised_at = now
     elif verdict == SENT:
