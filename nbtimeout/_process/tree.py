@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import signal
 import threading
@@ -187,6 +188,8 @@ class _Watcher:
         self._due: dict[int, tuple[float, Started, float]] = {}
         self._thread: threading.Thread | None = None
         self._next = 0
+        self._wakes_at = math.inf  # when the thread wakes next: a later deadline needs no wake-up
+
 
     def watch(self, started: Started, deadline: float, grace: float) -> int:
         """Stop ``started``'s processes at monotonic ``deadline`` unless cancelled first."""
@@ -196,7 +199,10 @@ class _Watcher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="nbtimeout-processes", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if deadline + self.SLACK < self._wakes_at:
+                # Waking the thread costs the cell a GIL hand-over; most cells need none.
+                self._wakes_at = deadline + self.SLACK
+                self._cond.notify()
             return self._next
 
     def cancel(self, token: int) -> None:
@@ -209,8 +215,8 @@ class _Watcher:
                 now = time.monotonic()
                 due = [t for t, (when, _, _) in self._due.items() if when <= now]
                 if not due:
-                    soonest = min((when for when, _, _ in self._due.values()), default=None)
-                    self._cond.wait(None if soonest is None else soonest - now)
+                    self._wakes_at = min((when for when, _, _ in self._due.values()), default=math.inf)
+                    self._cond.wait(None if self._wakes_at == math.inf else self._wakes_at - now)
                     continue
                 work = [self._due.pop(t) for t in due]
             for _, started, grace in work:
