@@ -51,10 +51,12 @@ class Packed:
     Its bytes and large buffers are PickleBuffers, so they too leave out of band in ``send_done``.
     """
 
-    def __init__(self, data: bytes, buffers: list[pickle.PickleBuffer], type_name: str = "") -> None:
+    def __init__(self, data: bytes, buffers: list[pickle.PickleBuffer], type_name: str = "",
+                 table: Any = None) -> None:
         self.data: Any = pickle.PickleBuffer(data)
         self.buffers: list[Any] = buffers
         self.type_name = type_name
+        self.table = table  # for a cell's changes: the paths of the kernel's objects it refers to
 
     def load(self, loads: Any = None) -> Any:
         if loads is None:

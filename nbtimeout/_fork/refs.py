@@ -3,22 +3,14 @@
 Before the body the child walks the objects the cell can reach and gives each a *path* from a
 name (``cfg``, then the 2nd value, then attribute ``x``). Fork keeps the kernel's graph exactly as
 the child found it, so the kernel resolves the same path to the very same object: ``c is
-Color.RED``, ``isinstance(q, Q)`` and ``lst[0] is A`` hold. Functions made in the cell are rebuilt
-with the kernel's namespace as their globals, so they see later names and ``global x`` writes there.
+Color.RED``, ``isinstance(q, Q)`` and ``lst[0] is A`` hold. Pickling with paths: refpickle.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import itertools
-import pickle
 import types
 from collections import deque
 from typing import Any
-
-import cloudpickle
-from cloudpickle.cloudpickle import _function_getstate, _make_empty_cell
 
 from .kinds import ATOMS, is_leaf
 
@@ -58,51 +50,51 @@ class Registry:
                 del self.paths[key], self.objects[key]
 
     def _expand(self, root: Any, path: Path, name: str) -> None:
+        paths, objects, expanded, namespace = self.paths, self.objects, self.expanded, self.namespace
         todo = [(root, path)]
         while todo:
             obj, path = todo.pop()
-            if id(obj) in self.expanded:
+            if id(obj) in expanded:
                 continue
-            if len(self.expanded) >= LIMIT:
+            if len(expanded) >= LIMIT:
                 self.truncated.add(name)
                 return
-            self.expanded.add(id(obj))
+            expanded.add(id(obj))
             try:
-                below = children(obj, self.namespace)
+                below = children(obj, namespace)
             except Exception:  # an object that will not be looked into (a proxy, a broken __slots__)
                 continue
             for child, step in below:
-                if type(child) not in ATOMS:
-                    self.add(child, (*path, step))
-                    if id(child) not in self.expanded:
-                        todo.append((child, self.paths[id(child)]))
-
-
-    def digest(self, obj: Any) -> bytes | None:
-        """A digest of ``obj``'s pickle, the objects it holds that are registered counting as
-        references (their own changes are theirs); None if it cannot be pickled."""
-        digest = hashlib.blake2b(digest_size=16)
-        try:
-            digest.update(dumps(Forced(obj), self, [], lambda b: digest.update(b.raw())))
-        except Exception:
-            return None
-        return digest.digest()
-
-
-def _key_label(key: Any) -> str:
-    return repr(key) if type(key) in ATOMS and len(repr(key)) < 40 else "…"
+                key = id(child)
+                if key not in paths:
+                    paths[key] = child_path = (*path, step)
+                    objects[key] = child
+                    todo.append((child, child_path))
+                elif key not in expanded:
+                    todo.append((child, paths[key]))
 
 
 def children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
-    """The objects directly below ``obj`` with the step that reaches each."""
+    """The objects directly below ``obj`` (values, not atoms) with the step that reaches each.
+
+    A dict value's step carries its key when the key is an atom, for naming it in messages.
+    """
+    cls = type(obj)
+    if cls is list or cls is tuple:  # the common case first, and fast
+        return [(item, ("i", n)) for n, item in enumerate(obj) if type(item) not in ATOMS]
+    if cls is dict:
+        return _dict_children(obj)
     if is_leaf(obj):
         return []
+    return [(child, step) for child, step in _other_children(obj, namespace) if type(child) not in ATOMS]
+
+
+def _other_children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
     out: list[tuple[Any, Step]] = []
     if isinstance(obj, (list, tuple, deque)):
         out += [(item, ("i", n)) for n, item in enumerate(obj)]
     elif isinstance(obj, dict):
-        for n, (key, value) in enumerate(obj.items()):
-            out += [(key, ("K", n)), (value, ("k", n, _key_label(key)))]
+        out += _dict_children(obj)
     elif isinstance(obj, (set, frozenset)):
         out += [(item, ("s", n)) for n, item in enumerate(obj)]
     elif isinstance(obj, type):
@@ -134,6 +126,17 @@ def children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
     return out
 
 
+def _dict_children(obj: dict) -> list[tuple[Any, Step]]:
+    out = []
+    for n, (key, value) in enumerate(obj.items()):
+        atom = type(key) in ATOMS
+        if not atom:
+            out.append((key, ("K", n)))
+        if type(value) not in ATOMS:
+            out.append((value, ("k", n, key) if atom else ("k", n)))
+    return out
+
+
 def slot_names(cls: type) -> list[str]:
     """Every ``__slots__`` name of ``cls`` and its bases (``__dict__``/``__weakref__`` left out)."""
     names = []
@@ -145,156 +148,67 @@ def slot_names(cls: type) -> list[str]:
     return names
 
 
-def resolve(namespace: dict[str, Any], path: Path) -> Any:
-    """The object ``path`` names in ``namespace`` (the kernel's, as the child found it)."""
-    obj = namespace[path[0]]
-    for kind, *args in path[1:]:
-        if kind == "i":
-            obj = obj[args[0]]
-        elif kind in ("k", "K"):
-            items = obj.values() if kind == "k" else obj.keys()
-            obj = next(itertools.islice(items, args[0], None))
-        elif kind == "s":
-            obj = next(itertools.islice(iter(obj), args[0], None))
-        elif kind == "a":
-            obj = vars(obj)[args[0]]
-        elif kind == "l":
-            obj = getattr(obj, args[0])
-        elif kind == "t":
-            obj = type(obj)
-        elif kind == "c":
-            obj = obj.__closure__[args[0]]
-        elif kind == "x":
-            obj = obj.cell_contents
-        elif kind == "D":
-            obj = obj.__defaults__
-        elif kind == "W":
-            obj = obj.__kwdefaults__
-        elif kind == "m":
-            obj = obj.__self__
-        elif kind == "f":
-            obj = obj.__func__
+def resolve(namespace: dict[str, Any], path: Path, cache: dict[Any, Any] | None = None) -> Any:
+    """The object ``path`` names in ``namespace`` (the kernel's, as the child found it).
+
+    ``cache`` (one per unpickling) remembers resolved paths and the listed items of dicts and sets,
+    so a changed dict of n old values costs n steps, not n**2.
+    """
+    cache = {} if cache is None else cache
+    found = cache.get(path, _MISSING)
+    if found is not _MISSING:
+        return found
+    start = len(path) - 1  # the parent is usually known already: siblings share it
+    if start > 0 and path[:start] in cache:
+        obj = cache[path[:start]]
+    else:
+        start, obj = 1, namespace[path[0]]
+        cache[path[:1]] = obj
+    for i in range(start, len(path)):
+        obj = _step(obj, path[i], cache)
+        cache[path[:i + 1]] = obj
     return obj
+
+
+def _listed(obj: Any, kind: str, cache: dict[Any, Any]) -> list[Any]:
+    key = ("listed", id(obj), kind)
+    if key not in cache:
+        cache[key] = list(obj.values() if kind == "k" else obj.keys() if kind == "K" else obj)
+    return cache[key]
+
+
+def _step(obj: Any, step: Step, cache: dict[Any, Any]) -> Any:
+    kind, *args = step
+    if kind == "i":
+        return obj[args[0]]
+    if kind in ("k", "K", "s"):
+        return _listed(obj, kind, cache)[args[0]]
+    if kind == "a":
+        return vars(obj)[args[0]]
+    if kind == "l":
+        return getattr(obj, args[0])
+    if kind == "t":
+        return type(obj)
+    if kind == "c":
+        return obj.__closure__[args[0]]
+    if kind == "x":
+        return obj.cell_contents
+    return {"D": lambda: obj.__defaults__, "W": lambda: obj.__kwdefaults__, "m": lambda: obj.__self__,
+            "f": lambda: obj.__func__}[kind]()
+
+
+_MISSING = object()
 
 
 def describe(path: Path) -> str:
     """``cfg['arr']``, ``obj.x``: how a user would name the object at ``path``."""
     text = str(path[0])
     for kind, *args in path[1:]:
-        text += {"i": lambda a: f"[{a[0]}]", "k": lambda a: f"[{a[1]}]", "K": lambda a: ".keys()[…]",
+        text += {"i": lambda a: f"[{a[0]}]", "k": lambda a: f"[{a[1]!r}]" if len(a) > 1 else "[…]",
+                 "K": lambda a: ".keys()[…]",
                  "s": lambda a: "{…}", "a": lambda a: f".{a[0]}", "l": lambda a: f".{a[0]}",
                  "t": lambda a: ".__class__", "c": lambda a: f".__closure__[{a[0]}]",
                  "x": lambda a: ".cell_contents", "D": lambda a: ".__defaults__",
                  "W": lambda a: ".__kwdefaults__", "m": lambda a: ".__self__",
                  "f": lambda a: ".__func__"}[kind](args)
     return text
-
-
-# --- pickling --------------------------------------------------------------------------------------
-
-class Forced:
-    """Pickle ``obj`` by value here even though it existed before the cell (its new state)."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-
-def _same(obj: Any) -> Any:
-    return obj
-
-
-class RefPickler(cloudpickle.Pickler):
-    """cloudpickle, but objects in ``registry`` go as paths and cell functions get the kernel's globals."""
-
-    def __init__(self, file: Any, registry: Registry, buffer_callback: Any = None) -> None:
-        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
-        self.registry = registry
-        self._forced: int | None = None
-
-    def persistent_id(self, obj: Any) -> Any:
-        key = id(obj)
-        if key == self._forced:
-            self._forced = None  # once: further occurrences (a cycle) are the kernel's object
-            return None
-        path = self.registry.paths.get(key)
-        if path is None:
-            return None
-        return path, type(obj).__qualname__
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is Forced:
-            self._forced = id(obj.obj)
-            return _same, (obj.obj,)
-        return super().reducer_override(obj)
-
-    def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
-        if func.__globals__ is not self.registry.namespace:
-            return super()._dynamic_function_reduce(func)
-        closure = None if func.__closure__ is None else tuple(_make_empty_cell() for _ in func.__closure__)
-        state, slotstate = _function_getstate(func)
-        del slotstate["__globals__"], slotstate["_cloudpickle_submodules"]
-        return _kernel_function, (func.__code__, closure), (state, slotstate), None, None, _set_function_state
-
-
-# The namespace that functions made in the cell are bound to while the kernel unpickles.
-_target: dict[str, Any] = {}
-
-
-def _kernel_function(code: types.CodeType, closure: tuple | None) -> types.FunctionType:
-    return types.FunctionType(code, _target, code.co_name, None, closure)
-
-
-def _set_function_state(func: types.FunctionType, state: tuple[dict, dict]) -> None:
-    attrs, slots = state
-    func.__dict__.update(attrs)
-    closure = slots.pop("__closure__")
-    for mine, theirs in zip(func.__closure__ or (), closure or (), strict=True):
-        try:
-            mine.cell_contents = theirs.cell_contents
-        except ValueError:  # an empty cell stays empty
-            pass
-    for name, value in slots.items():
-        setattr(func, name, value)
-
-
-def dumps(obj: Any, registry: Registry, buffers: list[pickle.PickleBuffer], also: Any = None) -> bytes:
-    """Pickle ``obj``; buffers of 64 KiB and more are appended to ``buffers`` (out of band), and
-    ``also`` sees each of them."""
-    from .protocol import OUT_OF_BAND
-
-    def keep(buffer: pickle.PickleBuffer) -> bool:
-        if buffer.raw().nbytes < OUT_OF_BAND:
-            return True
-        buffers.append(buffer)
-        if also is not None:
-            also(buffer)
-        return False
-
-    file = io.BytesIO()
-    RefPickler(file, registry, buffer_callback=keep).dump(obj)
-    return file.getvalue()
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: Any, lookup: Any, buffers: Any) -> None:
-        super().__init__(file, buffers=buffers)
-        self._lookup = lookup
-
-    def persistent_load(self, pid: Any) -> Any:
-        path, type_name = pid
-        obj = self._lookup(path)
-        if type(obj).__qualname__ != type_name:  # the graph is not the one the child saw
-            raise pickle.UnpicklingError(f"{describe(path)} is a {type(obj).__qualname__}, not a {type_name}")
-        return obj
-
-
-def loads(data: Any, namespace: dict[str, Any], buffers: list[Any], lookup: Any = None) -> Any:
-    """Unpickle in the kernel: paths resolve in ``namespace``, new functions are bound to it."""
-    global _target
-    _target = namespace
-    try:
-        return _Unpickler(io.BytesIO(data), lookup or (lambda p: resolve(namespace, p)), buffers).load()
-    finally:
-        _target = {}

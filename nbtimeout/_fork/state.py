@@ -17,7 +17,8 @@ from typing import Any
 import cloudpickle
 
 from .kinds import ATOMS, kind, rng_state_holder
-from .refs import Forced, slot_names
+from .refpickle import Forced
+from .refs import slot_names
 from .watch import Watch, array_region
 
 EMPTY = "<empty cell>"

@@ -15,13 +15,15 @@ import re
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from . import refs
+from . import refpickle, refs
 from .inplace import put_back
 from .procstate import ProcessChanges, ProcessState
 from .protocol import Packed, type_name
-from .refs import Forced, Registry, describe
+from .refpickle import Forced
+from .refs import Registry, describe
 from .state import current, deep_digest, fingerprint
 
 # IPython's own bookkeeping (_, _i3, _3, In, Out ...) is never synced.
@@ -90,7 +92,6 @@ class Snapshot:
     prints: dict[int, Any]
     process: ProcessState
     deep: dict[str, bytes | None] = field(default_factory=dict)  # roots too big to walk: whole digests
-    _by_path: dict[Any, Any] | None = None
 
     @classmethod
     def take(cls, namespace: dict[str, Any], hidden: set[str], codes: Iterable[Any], shell: Any,
@@ -101,7 +102,7 @@ class Snapshot:
         prints = {}
         for key in registry.expanded:
             try:
-                prints[key] = fingerprint(registry.objects[key], digest=registry.digest)
+                prints[key] = fingerprint(registry.objects[key], digest=partial(refpickle.digest, registry))
             except Exception:  # an object that cannot even be looked at: not watched
                 continue
         deep = {name: deep_digest(namespace[name]) for name in registry.truncated}
@@ -133,10 +134,14 @@ class Snapshot:
         out.payload = self._pack(entries, out.lost, namespace)
         return out
 
+    @property
+    def _digest(self) -> Any:
+        return partial(refpickle.digest, self.registry)
+
     def _changed(self, key: int, before: Any = None) -> bool:
         before = self.prints.get(key) if before is None else before
         try:
-            after = fingerprint(self.registry.objects[key], before=False, digest=self.registry.digest)
+            after = fingerprint(self.registry.objects[key], before=False, digest=self._digest)
             return before != after
         except Exception:
             return True
@@ -165,12 +170,10 @@ class Snapshot:
 
     def _packed(self, entries: list[tuple[str, Any, Any]], namespace: dict[str, Any]) -> Packed:
         buffers: list[pickle.PickleBuffer] = []
-        data = refs.dumps(entries, self.registry, buffers)
-        if self._by_path is None:
-            self._by_path = {path: self.registry.objects[key] for key, path in self.registry.paths.items()}
-        # Unpickled here too, with paths resolved in the child: what would fail in the kernel fails now.
-        refs.loads(data, namespace, [b.raw() for b in buffers], lookup=self._by_path.__getitem__)
-        return Packed(data, buffers)
+        data, table, objects = refpickle.dumps(entries, self.registry, buffers)
+        # Unpickled here too, with the child's objects: what would fail in the kernel fails now.
+        refpickle.loads(data, namespace, [b.raw() for b in buffers], table, objects)
+        return Packed(data, buffers, table=table)
 
 
 def _unwrap(obj: Any) -> Any:
@@ -190,17 +193,18 @@ def apply(changes: Changes, namespace: dict[str, Any]) -> tuple[Any, bool, list[
     entries: list[tuple[str, Any, Any]] = []
     if changes.payload is not None:
         try:
-            entries = changes.payload.load(lambda data, buffers: refs.loads(data, namespace, buffers))
+            table = changes.payload.table
+            entries = changes.payload.load(lambda data, buffers: refpickle.loads(data, namespace, buffers, table))
         except Exception as err:  # only what differs between child and kernel can get here
             problems.append(f"every change of the cell ({type(err).__name__}: {err})")
     lost = dict(changes.lost)
     identity = list(changes.identity_lost)
     # Every path is resolved before anything changes: the graph is still the one the child saw.
-    targets = []
+    targets, cache = [], {}
     for kind, key, obj in entries:
         if kind == "mutated":
             try:
-                targets.append((key, refs.resolve(namespace, key), obj))
+                targets.append((key, refs.resolve(namespace, key, cache), obj))
             except Exception as err:
                 lost[describe(key)] = f"{type(err).__name__}: {err}"
     for path, old, state in targets:
