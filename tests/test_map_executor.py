@@ -75,6 +75,11 @@ def task(x):
         os._exit(arg)
     elif kind == "pid":
         return os.getpid()
+    elif kind == "bomb":  # returns, and leaves a thread that ends its process a little later
+        import threading
+
+        threading.Timer(0.2, os._exit, (9,)).start()
+        return os.getpid()
     return arg
 
 
@@ -186,3 +191,12 @@ def test_a_task_that_exits_crashes_alone_and_the_next_gets_a_new_server(executor
     assert results[1].error.exitcode == 3
     assert "exited with code 3" in str(results[1].error)
     assert not set(results.values()) & worker_pids(executor)  # every task ran in a server, never the worker
+
+
+def test_a_server_that_died_while_idle_is_not_given_a_task():
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as one:
+        [server] = nbtimeout.map(task, [("bomb", 0)], timeout=5, executor=one).values()
+        assert wait_until(lambda: psutil.Process(server).status() == psutil.STATUS_ZOMBIE)
+        results = nbtimeout.map(task, [("pid", 0)], timeout=5, executor=one)
+        assert results[0].status == "finished"  # on a new server, not "crashed" on the dead one
+        assert results[0].value != server

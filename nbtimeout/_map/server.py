@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import cloudpickle
 
 from .._fork.capture import read_dry
-from .._process.forking import exit_fd, fork, reap
+from .._process.forking import exit_fd, exited, fork, reap
 from . import ended
 from .carry import Parcel, error_parcel
 from .outcome import CRASHED, FINISHED, STOPPED
@@ -158,11 +158,16 @@ def _ended(server: Server, begin: float, limit: float, stopped: bool,
 
 
 def _checkout(memory: int | None) -> Server:
-    with _lock:
-        for server in reversed(_idle):
-            if server.memory == memory:
-                _idle.remove(server)
-                return server
+    """An idle server with this memory limit, or a new one; one that died while idle is not used."""
+    while True:
+        with _lock:
+            server = next((s for s in reversed(_idle) if s.memory == memory), None)
+            if server is None:
+                break
+            _idle.remove(server)
+        if not exited(server.exit, 0):
+            return server
+        _close(server)  # a thread its last task left behind ended it, or someone killed it
     return _spawn(memory)
 
 
