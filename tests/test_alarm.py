@@ -597,7 +597,7 @@ def test_a_stop_never_removes_the_users_trace_function(mode):
     calls = []
 
     def tracer(frame, event, arg):
-        spin(0.0002)  # a slow tracer: stops often become due while it runs
+        spin(0.00005)  # a slow tracer: stops often become due while it runs
         calls.append(event)
         return tracer
 
