@@ -139,7 +139,16 @@ CASES = {
     "old class redefined in the cell": (
         "class R:\n    v = 1\nold = R()", "class R:\n    v = 2\nnew = R()", "",
         "(type(old) is R, type(new) is R, old.v, new.v)", (False, True, 1, 2)),
+    "a name rebound to a new list holding its old object": (
+        "L = [1]; keep = L", "L = [L]", "", "(L[0] is keep, L)", (True, [[1]])),
+    "method added to an earlier class": (
+        "class Q2: pass\nq2 = Q2()", "Q2.late = lambda self: LATE", "LATE = 'later'", "q2.late()", "later"),
     # 3. changes in place: every alias sees them
+    "changed, then its name deleted: the alias sees the change": (
+        "L = [1]; alias = L", "L.append(2)\ndel L", "", "(alias, 'L' in globals())", ([1, 2], False)),
+    "dict keyed by instances": (
+        "class Key: pass\nk1 = Key(); reg = {k1: 1}", "reg[k1] += 1\nk2 = Key(); reg[k2] = 5", "",
+        "(reg[k1], reg[k2], list(reg)[0] is k1)", (2, 5, True)),
     "numpy array through a dict, a list and its name": (
         "A = np.zeros(5); cfg = {'arr': A}; lst = [A]", "cfg['arr'][0] = 7", "",
         "(A[0].item(), lst[0][0].item(), cfg['arr'] is A)", (7.0, 7.0, True)),
