@@ -658,3 +658,22 @@ def test_no_grace_means_the_stop_is_raised_again_at_the_refire(mode):
                 spin(0.01)
                 steps.append(step)
     assert 1 <= len(steps) < 40  # cut short about REFIRE (50 ms) into the cleanup
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_an_executor_shut_down_by_a_stopped_block_leaves_nothing_running(pool):
+    import concurrent.futures
+
+    import psutil
+
+    kind = concurrent.futures.ProcessPoolExecutor if pool == "process" else concurrent.futures.ThreadPoolExecutor
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    threads_before = set(threading.enumerate())
+    with pytest.raises(CellTimeoutError), timeout(0.3), kind(2) as executor:  # noqa: PT012 - the block is the case
+        futures = [executor.submit(time.sleep, 0.4) for _ in range(2)]
+        spin()
+    # __exit__ waited for the running tasks within the grace: they finished, nothing is left
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert {p.pid for p in psutil.Process().children(recursive=True)} - before == set()
+    left = set(threading.enumerate()) - threads_before
+    assert not [t for t in left if t.is_alive() and t.name != "nbtimeout-watchdog"]
