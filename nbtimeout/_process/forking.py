@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from .._errors import NO_FORK, EngineUnavailableError
-from . import exits, guard
+from . import exits, guard, openfiles
 from .exits import exit_fd, exited
 from .facilities import LIBC, PR_SET_PDEATHSIG, PRCTL
 
@@ -38,6 +38,7 @@ def fork(child: Callable[[], NoReturn]) -> int:
             with contextlib.suppress(Exception):
                 stream.flush()
     LIBC.fflush(None)
+    openfiles.before_fork()  # file buffers too (before gc.freeze: it scans the kernel's objects)
     status, watch = exits.before_fork(), guard.before_fork()
     from_main = threading.current_thread() is threading.main_thread()
     gc.freeze()  # the child's collector then leaves the kernel's objects (and their pages) alone
