@@ -427,3 +427,11 @@ def test_reading_a_large_dataframe_costs_nothing_against_the_limit(kernel):
     assert result.status == "ok", result.traceback
     assert kernel.value("(z, wide.loc[3, 's'], float(arr.sum()))") == (11_000_000, "changed", 10_000_001.0)
     run_ok(kernel, "del wide, arr")
+
+
+def test_a_librarys_own_thread_is_not_a_warning(kernel):
+    pytest.importorskip("tqdm")  # its monitor thread starts in the child and stops with it
+    result = kernel.run(FORK + "from tqdm import tqdm\ntotal = sum(tqdm(range(1000), mininterval=0))")
+    assert result.status == "ok", result.traceback
+    assert "nbtimeout:" not in result.stream("stderr")
+    assert kernel.value("total") == 499500

@@ -41,6 +41,11 @@ def _extensions(shell: Any) -> set[str]:
     return set(getattr(getattr(shell, "extension_manager", None), "loaded", ()))
 
 
+def _users_thread(thread: threading.Thread) -> bool:
+    """A thread the notebook's code started (a library's own, like tqdm's monitor, is its business)."""
+    return type(thread).__module__ in ("threading", "__main__")
+
+
 @dataclass
 class ProcessChanges:
     """What the kernel applies before it unpickles the cell's values (imports and paths first)."""
@@ -135,7 +140,8 @@ class ProcessState:
         self._matplotlib(out)
         out.lost += [f"%load_ext {name.removeprefix('IPython.extensions.')}"
                      for name in sorted(_extensions(shell) - self.extensions)]
-        threads = [t.name for t in threading.enumerate() if t.ident not in self.threads and t.is_alive()]
+        threads = [t.name for t in threading.enumerate()
+                   if t.ident not in self.threads and t.is_alive() and _users_thread(t)]
         if threads:
             out.lost.append(f"threads {', '.join(threads)} (they stop with the fork child)")
         return out
