@@ -9,7 +9,6 @@ thread to be scheduled first. Only the watchdog arms it. Where it cannot be made
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import math
 import os
 import threading
@@ -36,6 +35,8 @@ class _ITimerSpec(ctypes.Structure):
 
 
 def _functions() -> tuple[Any, Any] | None:
+    import ctypes.util  # on first use: it imports subprocess, which `import nbtimeout` need not
+
     for name in (None, ctypes.util.find_library("rt")):  # glibc 2.34+ has them in libc itself
         try:
             lib = ctypes.CDLL(name, use_errno=True)
