@@ -8,6 +8,7 @@ from types import TracebackType
 
 # nbtimeout's own frames are those under this folder (every subpackage included).
 PACKAGE_DIR = _HERE = os.path.dirname(os.path.abspath(__file__))
+_ASYNCIO = os.path.join(os.path.dirname(os.__file__), "asyncio") + os.sep
 
 
 def cell_number(filename: str) -> int | None:
@@ -48,7 +49,10 @@ def describe_where(frames: Frames) -> str | None:
         if number is not None:
             func = "" if name == "<module>" else f" in {name}()"
             return f"line {lineno}{func} of In [{number}]"
-    filename, lineno, name = ours[-1][:3]
+    # Outside a notebook: a coroutine stopped while it waited is "in fetch()", not "in sleep() of
+    # tasks.py": the event loop's frames are not where the user's code was.
+    users = [f for f in ours if not f[0].startswith(_ASYNCIO)] or ours
+    filename, lineno, name = users[-1][:3]
     return f"line {lineno} in {name}() of {os.path.basename(filename)}"
 
 

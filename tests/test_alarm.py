@@ -523,6 +523,22 @@ def test_limits_in_coroutines_raise_there_and_the_loop_lives_on(form, wait):
     assert asyncio.run(main()) == ([0.2], ["loop alive"])
 
 
+def test_a_coroutine_stopped_while_it_waits_is_named_where_it_awaited():
+    import asyncio
+
+    async def fetch():
+        await asyncio.sleep(5)  # waits-here
+
+    async def main():
+        with pytest.raises(CellTimeoutError) as info:
+            await timeout(0.1)(fetch)()
+        return info.value.where
+
+    where = asyncio.run(main())
+    assert where.startswith("line ")
+    assert where.endswith("in fetch() of test_alarm.py")
+
+
 def test_concurrent_limited_coroutines_each_keep_their_own_limit():
     import asyncio
 
