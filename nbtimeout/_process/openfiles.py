@@ -94,6 +94,13 @@ def _flush(files: list[Any]) -> None:
 
 def before_fork() -> None:
     """In the kernel, before ``fork()`` (and before ``gc.freeze()``): flush its writable files."""
+    try:
+        _find_and_flush()
+    except Exception:  # never a reason not to fork: this fork only goes without the guard
+        _inherited.clear()
+
+
+def _find_and_flush() -> None:
     global _known, _accounted
     fds = _regular_fds()
     if fds is None or not fds <= _accounted:
@@ -155,6 +162,11 @@ def move_to(positions: dict[int, tuple[str, Any]]) -> None:
 def flush_child_files() -> None:
     """In the child, before ``os._exit`` (a ``map`` worker: after each task): flush what the child
     wrote, to files inherited from the kernel and to files it opened itself."""
+    with contextlib.suppress(Exception):  # the cell's result matters more: it is sent regardless
+        _flush_child_files()
+
+
+def _flush_child_files() -> None:  # pragma: no cover - runs in the child
     global _accounted
     _flush(_inherited)
     fds = _regular_fds()
