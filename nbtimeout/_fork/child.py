@@ -31,7 +31,7 @@ def child_main(work: Callable[[], Envelope], shell: Any, conn: Connection, out_w
         dump_on_sigterm(stack_w)
         faulthandler.enable(file=stack_w, all_threads=False)
         courier = route_child_output(conn, out_w, err_w, shell, ack=True)
-        set_channel(conn)  # outcome() tells the kernel when the user's code runs
+        set_channel(courier.post)  # outcome() tells the kernel when the user's code runs
         guard_kernel_threads()
         note_positions()
         if memory is not None:

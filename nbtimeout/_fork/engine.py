@@ -153,6 +153,7 @@ def _drain(child: Child, replay: Replay, limit: float) -> Envelope | None:
         if kind == PHASE:
             child.phase(*fields, limit)
             replay.deadline = child.deadline
+            _acknowledge(child)  # the child sends it as any message, and waits for this
             continue
         replay.message(kind, *fields)
     return None

@@ -85,20 +85,21 @@ def value_lost(what: str, type_name: str, err: BaseException) -> Exception:
     return CellResultError(f"{what}, a {type_name}, cannot be carried back from the fork child: {reason}")
 
 
-_channel: tuple[int, Connection] | None = None
+_channel: tuple[int, Any] | None = None
 
 
-def set_channel(conn: Connection) -> None:
-    """In the fork child: where ``announce`` goes (a process forked from it announces nothing)."""
+def set_channel(post: Any) -> None:
+    """In the fork child: how ``announce`` sends (the Courier's, which one thread at a time uses and
+    the kernel acknowledges); a process forked from the child announces nothing."""
     global _channel
-    _channel = (os.getpid(), conn)
+    _channel = (os.getpid(), post)
 
 
 def announce(phase: str) -> None:
     """Tell the kernel that nbtimeout's own work starts (OWN), the user's code starts (BODY) or has
     ended (SYNC), with the time it did."""
     if _channel is not None and _channel[0] == os.getpid():
-        _channel[1].send((PHASE, phase, time.monotonic()))
+        _channel[1]((PHASE, phase, time.monotonic()))
 
 
 def send_done(conn: Connection, envelope: Envelope) -> None:
