@@ -104,10 +104,12 @@ class _Guard:
     """Around one timed run: the processes it starts, whether any of its limits fired, and
     whether ■ was pressed (code such as IPython's ``!cmd`` swallows the KeyboardInterrupt)."""
 
-    __slots__ = ("_last", "_sigint", "fired", "interrupted", "options", "processes", "started", "token")
+    __slots__ = ("_last", "_sigint", "fired", "interrupted", "on_interrupt", "options", "processes", "started",
+                 "token")
 
     def __init__(self, options: Options) -> None:
         self.options, self.fired, self.interrupted = options, False, False
+        self.on_interrupt: Any = None
         self.started = time.monotonic()
         self.processes = Started()
         self.token = watcher.watch(self.processes, self.started + options.limit, options.grace)
@@ -118,6 +120,8 @@ class _Guard:
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupted = True
+        if self.on_interrupt is not None:
+            self.on_interrupt()
         if callable(self._sigint):
             self._sigint(signum, frame)
         elif self._sigint == signal.SIG_DFL:
@@ -135,6 +139,8 @@ class _Guard:
         self.fired |= self.processes.was_overdue()
         if self._sigint is not None:
             signal.signal(signal.SIGINT, self._sigint)
+        if isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
+            trim_tail(error.__traceback__)  # ■ ends at the user's line, not in our handler or await
         # Its own limit or ■: an inner limit of the cell's code that escaped is an error like any other.
         if self.fired or self.interrupted or isinstance(error, KeyboardInterrupt):
             self.processes.stop(self.options.grace)
@@ -201,6 +207,8 @@ class _Canceller:
         self.task = asyncio.current_task()
         self.loop = asyncio.get_running_loop()
         self.handle = self.loop.call_later(guard.options.limit, self.fire)
+        # ■ cancels the cell's task at once (ipykernel's own cancel may wait for the loop's next event).
+        guard.on_interrupt = lambda: self.task is not None and self.loop.call_soon_threadsafe(self.task.cancel)
 
     def fire(self) -> None:
         self.guard.fired = True
