@@ -51,11 +51,11 @@ class Child:
     body: float | None = None  # when the user's code started (the child announces it)
 
     def phase(self, phase: str, at: float, limit: float) -> None:
-        """Only the user's code counts against ``limit``; nbtimeout's own work gets OWN_WORK."""
+        """Only the user's code counts against ``limit``; nbtimeout's own work is bounded apart."""
         if phase == BODY:
             self.body, self.deadline = at, at + limit
         elif phase in (OWN, SYNC):
-            self.deadline = at + limit + OWN_WORK if phase == OWN else at + OWN_WORK
+            self.deadline = at + limit + SETUP_WORK if phase == OWN else at + OWN_WORK
 
     def close(self) -> None:
         self.conn.close()
@@ -91,7 +91,7 @@ def wait(child: Child, limit: float, replay: Replay, announces: bool = False) ->
     """The child's envelope, or None once ``limit`` has passed; CellCrashedError if it died."""
     __tracebackhide__ = True
     # A child that announces its phases starts counting at BODY: forking and setting up are ours.
-    child.deadline = child.started + limit + (OWN_WORK if announces else 0.0)
+    child.deadline = child.started + limit + (SETUP_WORK if announces else 0.0)
     with selectors.DefaultSelector() as selector:
         for fd in (child.out, child.err, child.conn.fileno(), child.pidfd):
             selector.register(fd, selectors.EVENT_READ)
@@ -212,8 +212,10 @@ def finish(child: Child) -> None:
 
 
 reaper = _Reaper()
-# nbtimeout's own work in the child (a cell's snapshot before, its pickling after the body) does not
-# count against the limit, but it is bounded: this many seconds before and after the body.
+# nbtimeout's own work in the child (forking and a cell's snapshot before the body, pickling after it)
+# does not count against the limit, but it is bounded: a child stuck before its body (a lock another
+# kernel thread held at the fork) is stopped SETUP_WORK seconds past the limit; pickling gets OWN_WORK.
+SETUP_WORK = 30.0
 OWN_WORK = 120.0
 
 
