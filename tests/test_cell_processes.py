@@ -180,6 +180,8 @@ def test_interrupt_stops_what_the_cell_started(kernel):
     """)
     result = run_interrupted(kernel, code, lambda: bool(running("30.41")))
     assert result.ename == "KeyboardInterrupt"
+    assert result.traceback.rstrip().endswith("KeyboardInterrupt:")
+    assert "nbtimeout/" not in result.traceback.split(".wait()")[-1]  # ends in the user's code, not ours
     assert wait_until(lambda: not running("30.41"), 3), running("30.41")
 
 
