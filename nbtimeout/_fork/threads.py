@@ -54,7 +54,14 @@ def guard_kernel_threads() -> None:  # pragma: no cover - runs in the child
     def pool_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         if self in _made_here or self._shutdown:  # ours, or refused as the kernel would refuse it
             return submit(self, fn, *args, **kwargs)
-        return submit(_stand_in(self), fn, *args, **kwargs)
+        stand_in = _stand_in(self)
+        future = submit(stand_in, fn, *args, **kwargs)
+        for thread in stand_in._threads:
+            # nbtimeout's, not the cell's: the kernel's pool keeps its own threads, so the warning
+            # about threads a cell leaves running (they stop with the child) is not about these
+            if type(thread) is threading.Thread:
+                thread.__class__ = _StandInThread
+        return future
 
     def pool_shutdown(self: Any, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self in _made_here:
@@ -88,6 +95,10 @@ def guard_kernel_threads() -> None:  # pragma: no cover - runs in the child
 # so the kernel's object is never changed by using it (the fork cell would carry that back).
 _made_here: weakref.WeakSet[Any] = weakref.WeakSet()
 _stand_ins: dict[int, Any] = {}
+
+
+class _StandInThread(threading.Thread):
+    """A worker thread of a stand-in pool."""
 
 
 def _stand_in(executor: Any) -> Any:  # pragma: no cover - runs in the child
