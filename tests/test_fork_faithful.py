@@ -257,6 +257,20 @@ CASES = {
         "os.environ['NBT_SET'] = 'a'\n%env NBT_ENV=b\ndel os.environ['NBT_GONE']", "",
         "(os.environ.get('NBT_SET'), os.environ.get('NBT_ENV'), 'NBT_GONE' in os.environ)", ("a", "b", False)),
     "sys.path": ("", "sys.path.insert(0, '/nbt-added')", "", "sys.path[0]", "/nbt-added"),
+    "pandas and numpy options, rcParams, a warnings filter": (
+        """
+        import matplotlib, warnings
+        pd.reset_option('display.max_rows'); np.set_printoptions(precision=8)
+        matplotlib.rcParams['lines.linewidth'] = 1.5
+        warnings.filters[:] = [f for f in warnings.filters if not (f[1] and f[1].pattern == 'nbt-test')]
+        """, """
+        pd.set_option('display.max_rows', 7)
+        np.set_printoptions(precision=3)
+        matplotlib.rcParams['lines.linewidth'] = 5
+        warnings.filterwarnings('ignore', message='nbt-test')
+        """, "",
+        "(pd.get_option('display.max_rows'), np.get_printoptions()['precision'],"
+        " matplotlib.rcParams['lines.linewidth'], warnings.filters[0][1].pattern)", (7, 3, 5.0, "nbt-test")),
     "new imports": (
         "", "import xml.dom.minidom\nfrom fractions import Fraction", "",
         "('xml.dom.minidom' in sys.modules, str(Fraction(1, 3)), xml.dom.minidom.__name__)",

@@ -1,7 +1,8 @@
 """Process state a fork cell changes besides its names: carried back where possible, else named.
 
 Carried: the working directory, ``os.environ`` (so ``%env``), ``sys.path``, new imports, the
-``random`` module's and numpy's legacy global generators, matplotlib's ``rcParams``. Named in the
+``random`` module's and numpy's legacy global generators, and the settings of settings.py
+(matplotlib's ``rcParams``, numpy's print options, pandas options, warnings filters). Named in the
 cell's warning line: a matplotlib backend switch, extensions loaded in the child, threads the cell
 left running (they stop with the child).
 """
@@ -16,6 +17,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import settings
 
 
 def kernel_random_state() -> Any:
@@ -32,9 +35,9 @@ def _same_numpy_state(a: Any, b: Any) -> bool:
     return a[0] == b[0] and a[2:] == b[2:] and a[1].tobytes() == b[1].tobytes()
 
 
-def _rc_params() -> dict[str, Any] | None:
+def _backend() -> Any:
     matplotlib = sys.modules.get("matplotlib")
-    return None if matplotlib is None else dict(dict.items(matplotlib.rcParams))
+    return None if matplotlib is None else dict.get(matplotlib.rcParams, "backend")
 
 
 def _extensions(shell: Any) -> set[str]:
@@ -57,7 +60,7 @@ class ProcessChanges:
     modules: list[str] = field(default_factory=list)
     random: Any = None
     numpy: Any = None
-    rc: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     lost: list[str] = field(default_factory=list)
 
     def apply(self) -> list[str]:
@@ -80,12 +83,7 @@ class ProcessChanges:
                 except Exception:  # an import can raise anything
                     if "." not in name:
                         failed.append(f"import {name}")
-        matplotlib = sys.modules.get("matplotlib")
-        if self.rc and matplotlib is not None:
-            for key, value in self.rc.items():
-                with contextlib.suppress(Exception):
-                    matplotlib.rcParams[key] = value
-        return failed
+        return failed + settings.apply(self.settings)
 
     def apply_random(self) -> None:
         """The generators go on after the cell's draws (last: unpickling must not draw)."""
@@ -105,7 +103,7 @@ class ProcessState:
     modules: set[str]
     random: Any
     numpy: Any
-    rc: dict[str, Any] | None
+    settings: dict[str, Any]
     backend: Any
     extensions: set[str]
     threads: set[int]
@@ -113,13 +111,12 @@ class ProcessState:
     @classmethod
     def take(cls, shell: Any, kernel_random: Any) -> ProcessState:
         random.setstate(kernel_random)  # the cell draws what it would have drawn in the kernel
-        rc = _rc_params()
         try:
             cwd = os.getcwd()
         except OSError:  # the kernel's directory was deleted
             cwd = ""
         return cls(cwd, dict(os.environ), list(sys.path), set(sys.modules), kernel_random,
-                   _numpy_state(), rc, None if rc is None else rc.get("backend"), _extensions(shell),
+                   _numpy_state(), settings.read(), _backend(), _extensions(shell),
                    {t.ident for t in threading.enumerate()})
 
     def changes(self, shell: Any) -> ProcessChanges:
@@ -137,7 +134,10 @@ class ProcessState:
         numpy_now = _numpy_state()
         if self.numpy is not None and not _same_numpy_state(self.numpy, numpy_now):
             out.numpy = numpy_now
-        self._matplotlib(out)
+        out.settings = settings.changed(self.settings)
+        backend = _backend()
+        if backend != self.backend and self.backend is not None:
+            out.lost.append(f"matplotlib backend switch to {backend!r}")
         out.lost += [f"%load_ext {name.removeprefix('IPython.extensions.')}"
                      for name in sorted(_extensions(shell) - self.extensions)]
         threads = [t.name for t in threading.enumerate()
@@ -145,18 +145,3 @@ class ProcessState:
         if threads:
             out.lost.append(f"threads {', '.join(threads)} (they stop with the fork child)")
         return out
-
-    def _matplotlib(self, out: ProcessChanges) -> None:
-        rc = _rc_params()
-        if rc is None:
-            return
-        backend = rc.get("backend")
-        if backend != self.backend and self.backend is not None:
-            out.lost.append(f"matplotlib backend switch to {backend!r}")
-        if self.rc is not None:
-            for key, value in rc.items():
-                if key == "backend":
-                    continue
-                with contextlib.suppress(Exception):
-                    if bool(value != self.rc.get(key)):
-                        out.rc[key] = value
