@@ -612,3 +612,38 @@ def test_a_kernel_widget_changed_in_a_fork_cell_agrees_on_screen_and_in_the_kern
     assert updates(result, comm_id) == [5]  # the view moved...
     assert kernel.value("shared.value") == 5  # ...and so did the kernel's widget
     assert updates(kernel.run("shared.value = 6"), comm_id) == [6]
+
+
+def test_interact_in_a_fork_cell_shows_its_first_output(kernel):
+    result = kernel.run(cell("""
+        %%timeout 20 -m fork -q
+        from ipywidgets import interact
+        shown = interact(lambda x: print('twice', x * 2), x=3)
+        del shown  # as the cell's value it could not come back: the function carries its widgets
+        """))
+    assert result.status == "ok", result.traceback
+    assert "twice 6" in result.stream()
+    (output,) = opened(result, "OutputModel")
+    assert updates(result, output["comm_id"], "msg_id")[0] == result.messages[0]["parent_header"]["msg_id"]
+
+
+def test_nbclient_saves_the_last_state_of_a_fork_cells_widget():
+    """What nbconvert and papermill keep: the slider as the child left it."""
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%load_ext nbtimeout"),
+        nbformat.v4.new_code_cell(cell("""
+            %%timeout 20 -m fork -q
+            import ipywidgets as widgets
+            s = widgets.IntSlider()
+            display(s)
+            s.value = 42
+            """))])
+    nbclient.NotebookClient(notebook, kernel_name="python3", store_widget_state=True, timeout=60).execute()
+    state = notebook.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    sliders = [model["state"]["value"] for model in state.values() if model["model_name"] == "IntSliderModel"]
+    assert sliders == [42]
+    view = notebook.cells[1].outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
+    assert state[view["model_id"]]["model_name"] == "IntSliderModel"
