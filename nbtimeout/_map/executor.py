@@ -36,6 +36,8 @@ POLL = 0.25  # seconds between looks at which tasks run (for the grid); results 
 class _Futures:
     """A ``concurrent.futures.Executor``, or anything whose ``submit`` returns such futures."""
 
+    batch = 0.0  # seconds to wait for more results to fetch together: a result here is local already
+
     def __init__(self, executor: Any) -> None:
         self.executor = executor
         count = getattr(executor, "_max_workers", None)  # ProcessPoolExecutor, ThreadPoolExecutor, loky
@@ -66,6 +68,8 @@ class _Futures:
 
 class _Dask(_Futures):
     """A ``distributed.Client``: one ``client.map``, batched gathers, and ``Client.run`` to cancel."""
+
+    batch = 0.05  # each gather is a round trip to the workers: fetch what finished meanwhile with it
 
     def __init__(self, client: Any) -> None:
         self.executor = client
@@ -163,8 +167,13 @@ def _collect(backend: _Futures, futures: dict[int, Any], items: list[Any], resul
             batch = [done.get(timeout=max(0.0, poll - time.monotonic()))]
         except queue.Empty:
             continue
-        while not done.empty():
-            batch.append(done.get())
+        # More results within BATCH come in the same round trip; the last one waits no longer.
+        window = time.monotonic() + backend.batch
+        while len(batch) < len(futures):
+            try:
+                batch.append(done.get(timeout=max(0.0, window - time.monotonic())))
+            except queue.Empty:
+                break
         for index, report in zip(batch, backend.results([futures.pop(i) for i in batch]), strict=True):
             results[index] = _outcome(index, items[index], report, view)
 
