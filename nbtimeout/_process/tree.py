@@ -42,15 +42,20 @@ def _clock() -> float:
 # it reads them as wall-clock times.
 _BOOTTIME = hasattr(time, "CLOCK_BOOTTIME")
 _BOOT = psutil.boot_time() if _BOOTTIME else 0.0
-_TICK = 0.011  # /proc counts start times in 10 ms ticks, rounded down
+# How much earlier than its true start a start time may read: Linux counts in clock ticks (10 ms),
+# rounded down; macOS keeps microseconds.
+_TICK = (1 / os.sysconf("SC_CLK_TCK") if _BOOTTIME else 0.0) + 0.001
 
 
 def forked_here() -> frozenset[int]:
-    """Pids of the children the calling thread forked, where that is cheap to know (else none)."""
-    if not _FAST:
-        return frozenset()
-    with open(_THREAD_CHILDREN) as f:
-        return frozenset(map(int, f.read().split()))
+    """Pids of children that existed before: those the calling thread forked (Linux, cheap); all
+    of them where start times are too coarse to tell and /proc cannot say (psutil); else none."""
+    if _FAST:
+        with open(_THREAD_CHILDREN) as f:
+            return frozenset(map(int, f.read().split()))
+    if _BOOTTIME:
+        return frozenset(p.pid for p in psutil.Process().children())
+    return frozenset()  # start times to the microsecond (macOS) tell old children from new
 
 
 def _own_fork(proc: psutil.Process, me: psutil.Process) -> bool:
