@@ -647,3 +647,52 @@ def test_nbclient_saves_the_last_state_of_a_fork_cells_widget():
     assert sliders == [42]
     view = notebook.cells[1].outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
     assert state[view["model_id"]]["model_name"] == "IntSliderModel"
+
+
+def _ask(kernel: Kernel, msg_type: str, content: dict, answer: str, timeout: float = 20) -> dict:
+    """Send a front end's comm message; the kernel's comm_msg reply whose data method is ``answer``."""
+    msg = kernel.client.session.msg(msg_type, content)
+    kernel.client.shell_channel.send(msg)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reply = kernel.client.get_iopub_msg(timeout=1)
+        except Exception:  # queue.Empty
+            continue
+        if (reply["parent_header"].get("msg_id") == msg["header"]["msg_id"] and reply["msg_type"] == "comm_msg"
+                and reply["content"]["data"].get("method") == answer):
+            return reply
+    raise AssertionError(f"no {answer} reply to {msg_type}")
+
+
+def test_a_page_reload_gets_a_fork_cells_widget_back_as_it_was(kernel):
+    """The front end asks for every widget's state (request_states on the control comm): the
+    kernel answers for the child's widgets too, with their last state, and follows the front end."""
+    result = kernel.run(cell("""
+        %%timeout 20 -m fork -q
+        s = widgets.IntSlider(max=100)
+        display(s)
+        s.value = 42
+        """))
+    assert result.status == "ok", result.traceback
+    (slider,) = opened(result, "IntSliderModel")
+    control = "control-" + slider["comm_id"]
+    version = kernel.value("__import__('ipywidgets').widgets.widget.__control_protocol_version__")
+    kernel.client.shell_channel.send(kernel.client.session.msg(
+        "comm_open", {"comm_id": control, "target_name": "jupyter.widget.control", "data": {}},
+        metadata={"version": version}))
+    states = _ask(kernel, "comm_msg", {"comm_id": control, "data": {"method": "request_states"}},
+                  "update_states")["content"]["data"]["states"]
+    assert states[slider["comm_id"]]["model_name"] == "IntSliderModel"
+    assert states[slider["comm_id"]]["state"]["value"] == 42
+    # the user drags it after the cell; a second view asks for its state
+    kernel.client.shell_channel.send(kernel.client.session.msg("comm_msg", {
+        "comm_id": slider["comm_id"], "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}}))
+    state = _ask(kernel, "comm_msg", {"comm_id": slider["comm_id"], "data": {"method": "request_state"}},
+                 "update")["content"]["data"]["state"]
+    assert state["value"] == 7
+    assert state["max"] == 100
+    # and closing it in the front end forgets it
+    kernel.client.shell_channel.send(kernel.client.session.msg("comm_close", {"comm_id": slider["comm_id"],
+                                                                              "data": {}}))
+    assert kernel.value(f"{slider['comm_id']!r} in __import__('ipywidgets').widgets.widget._instances") is False

@@ -7,9 +7,8 @@ would go out on iopub (``comm_open``, ``comm_msg``, ``comm_close``, a nested cel
 sends it. Output only: the front end's messages to such a comm reach the kernel, never the child.
 
 So that those messages are not errors in the kernel (a slider moved after the cell, a view closed),
-the kernel keeps a record of every comm the child opened and did not close: a comm with no
-handler, which accepts and drops what the front end sends. The widget itself lives on in the
-front end with the last state the child sent.
+the kernel keeps a record of every comm the child opened and did not close. For a widget the record
+also keeps its last state (relayed.py), so a page reload shows it again as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .protocol import IOPUB
+from .relayed import child_message, keep
 
 
 def child_send(post: Callable[[tuple[Any, ...]], None], iopub: list[Any]) -> Callable[..., None]:
@@ -59,11 +59,13 @@ def publish(shell: Any, msg_or_type: Any, content: Any, parent: Any, ident: Any,
         msg_type, content = msg_or_type["header"]["msg_type"], msg_or_type.get("content")
     else:
         msg_type = msg_or_type
+    if msg_type in ("comm_msg", "comm_close") and isinstance(content, dict):
+        child_message(msg_type, content, buffers)
     if msg_type in ("comm_open", "comm_close") and isinstance(content, dict):
-        _record(kernel, msg_type, content)
+        _record(kernel, msg_type, content, buffers)
 
 
-def _record(kernel: Any, msg_type: str, content: dict[str, Any]) -> None:
+def _record(kernel: Any, msg_type: str, content: dict[str, Any], buffers: Any) -> None:
     manager = getattr(kernel, "comm_manager", None)
     comm_id = content.get("comm_id")
     if manager is None or comm_id is None:
@@ -81,3 +83,4 @@ def _record(kernel: Any, msg_type: str, content: dict[str, Any]) -> None:
     record = comm.create_comm(target_name=content.get("target_name", "comm"), comm_id=comm_id,
                               primary=False, target_module=content.get("target_module"))
     manager.register_comm(record)
+    keep(record, content, buffers)  # a widget: its last state, for the front end's later asks
