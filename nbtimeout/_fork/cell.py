@@ -9,7 +9,7 @@ from .._errors import CellResultError
 from .._notebook.cell import CompiledCell
 from .._notebook.options import Options
 from . import engine as _fork
-from .child import failure
+from .child import _unlimit_memory, failure
 from .procstate import kernel_random_state
 from .protocol import OWN, announce
 from .sync import VALUE, Snapshot, apply
@@ -34,6 +34,7 @@ def run_cell(compiled: CompiledCell, shell: Any, options: Options) -> Any:
         snapshot = Snapshot.take(namespace, hidden, (compiled.statements, compiled.last_expr), shell,
                                  kernel_random)
         result = _fork.outcome(lambda: compiled.run(namespace))
+        _unlimit_memory()  # --memory is the cell's allowance, not the pickling's
         _flush_figures(shell)
         has_value = result.error is None and compiled.last_expr is not None
         try:
