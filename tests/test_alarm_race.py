@@ -63,6 +63,7 @@ def hammer(limits: int, mode: str, seed: int) -> dict[str, int]:
             assert stopped_by == outer, (stopped_by, inner, outer)
             seen["outer stopped"] += 1
         assert ident not in watchdog.stacks, "a deadline outlived its block"
+    assert not watchdog.errors, watchdog.errors[-1]
     return seen
 
 

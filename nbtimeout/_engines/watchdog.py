@@ -63,6 +63,7 @@ _bell = threading.Lock()
 _bell.acquire()
 _wake_at = math.inf  # when the watchdog looks next; -inf while it is awake and will look anyway
 _thread: threading.Thread | None = None
+errors: deque[str] = deque(maxlen=8)  # what went wrong in the watchdog (it carries on): tracebacks
 # The delivery whose ``ahead(when)`` has a kernel timer send its signal at ``when`` (the signal one).
 kernel_timed: Any = None
 
@@ -107,9 +108,11 @@ def cancel(deadline: Deadline) -> None:
             stacks.pop(deadline.ident, None)
     if _pending and _pending[-1] is deadline:  # usual with-blocks: the watchdog never needs to see it
         try:
-            _pending.pop()
+            popped = _pending.pop()
         except IndexError:  # the watchdog drained it meanwhile: it drops cancelled deadlines itself
-            pass
+            return
+        if popped is not deadline:  # drained, and another thread armed one since: that one stays
+            _pending.append(popped)
 
 
 def retry(deadline: Deadline, verdict: str) -> None:
@@ -141,7 +144,6 @@ PR_SET_TIMERSLACK = 29
 
 
 def _loop() -> None:
-    global _wake_at
     from .._process.facilities import PRCTL
 
     if PRCTL is not None:  # Linux: wake at the due time, not up to 50 µs after (the default slack)
@@ -149,39 +151,53 @@ def _loop() -> None:
     heap: list[tuple[float, int, Deadline]] = []
     order = itertools.count()
     while True:
-        _wake_at = -math.inf  # from here on an arm needs no wake-up token: we look at _pending below
-        while _pending:
+        try:
+            heap = _turn(heap, order)
+        except Exception:  # the watchdog must outlive any one bug: every limit rests on it
+            import traceback
+
+            errors.append(traceback.format_exc())  # for bug reports and tests
+
+
+def _turn(heap: list[tuple[float, int, Deadline]], order: itertools.count) -> list[tuple[float, int, Deadline]]:
+    """One look at the deadlines, then sleep until the soonest is due or the bell rings."""
+    global _wake_at
+    _wake_at = -math.inf  # from here on an arm needs no wake-up token: we look at _pending below
+    while True:
+        try:  # not `while _pending`: a cancel may pop the last one between the test and the pop
             deadline = _pending.popleft()
-            if not deadline.cancelled:
-                if deadline.engine is kernel_timed and kernel_timed.timed():
-                    # The kernel's timer stops it on time; we only look back later (refire, retry),
-                    # rather than wake with it and compete for the GIL the stopped thread needs.
-                    deadline.due = deadline.expires + REFIRE
-                heapq.heappush(heap, (deadline.due, next(order), deadline))
-        now = time.monotonic()
-        while _retry:
-            deadline, verdict = _retry.popleft()
-            if not deadline.cancelled and _reschedule(deadline, verdict, now):
-                heapq.heappush(heap, (deadline.due, next(order), deadline))
-        while heap and (heap[0][2].cancelled or heap[0][0] <= now):
-            due, _, deadline = heapq.heappop(heap)
-            if deadline.cancelled or due != deadline.due:  # cancelled, or a stale entry of a retry
-                continue
-            if _act(deadline, now):
-                heapq.heappush(heap, (deadline.due, next(order), deadline))
-        if len(heap) > 1024:  # many long limits armed and cancelled while the watchdog slept
-            heap = [entry for entry in heap if not entry[2].cancelled]
-            heapq.heapify(heap)
-        soonest = heap[0][0] if heap else math.inf
-        if kernel_timed is not None:  # the kernel's timer sends the main thread's next stop
-            main = stacks.get(threading.main_thread().ident) or ()
-            kernel_timed.ahead(min((d.expires for d in list(main) if d.engine is kernel_timed
-                                    and not d.fired and not d.cancelled), default=math.inf))
-        _wake_at = soonest
-        if _pending or _retry:
+        except IndexError:
+            break
+        if not deadline.cancelled:
+            if deadline.engine is kernel_timed and kernel_timed.timed():
+                # The kernel's timer stops it on time; we only look back later (refire, retry),
+                # rather than wake with it and compete for the GIL the stopped thread needs.
+                deadline.due = deadline.expires + REFIRE
+            heapq.heappush(heap, (deadline.due, next(order), deadline))
+    now = time.monotonic()
+    while _retry:  # only this thread pops _retry
+        deadline, verdict = _retry.popleft()
+        if not deadline.cancelled and _reschedule(deadline, verdict, now):
+            heapq.heappush(heap, (deadline.due, next(order), deadline))
+    while heap and (heap[0][2].cancelled or heap[0][0] <= now):
+        due, _, deadline = heapq.heappop(heap)
+        if deadline.cancelled or due != deadline.due:  # cancelled, or a stale entry of a retry
             continue
+        if _act(deadline, now):
+            heapq.heappush(heap, (deadline.due, next(order), deadline))
+    if len(heap) > 1024:  # many long limits armed and cancelled while the watchdog slept
+        heap = [entry for entry in heap if not entry[2].cancelled]
+        heapq.heapify(heap)
+    soonest = heap[0][0] if heap else math.inf
+    if kernel_timed is not None:  # the kernel's timer sends the main thread's next stop
+        main = stacks.get(threading.main_thread().ident) or ()
+        kernel_timed.ahead(min((d.expires for d in list(main) if d.engine is kernel_timed
+                                and not d.fired and not d.cancelled), default=math.inf))
+    _wake_at = soonest
+    if not _pending and not _retry:
         _bell.acquire(timeout=min(max(soonest - time.monotonic(), 0.0), threading.TIMEOUT_MAX)
                       if soonest < math.inf else -1)
+    return heap
 
 
 def _act(deadline: Deadline, now: float) -> bool:
