@@ -29,7 +29,8 @@ def _nothing_left_armed(kernel):
     """After every test no deadline is armed and SIGALRM is as the kernel had it."""
     yield
     state = kernel.value("(nbtimeout._engines.watchdog.stacks, signal.getsignal(signal.SIGALRM) == "
-                         "signal.SIG_DFL, signal.getitimer(signal.ITIMER_REAL), list(nbtimeout._engines.watchdog.errors))")
+                         "signal.SIG_DFL, signal.getitimer(signal.ITIMER_REAL), "
+                         "list(nbtimeout._engines.watchdog.errors))")
     assert state == ({}, True, (0.0, 0.0), [])
 
 
