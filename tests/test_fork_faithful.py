@@ -235,6 +235,10 @@ CASES = {
     "large array written in one element": (
         "big = np.zeros(1_000_000); view = big[10:20]", "big[15] = 3", "",
         "(view[5].item(), float(big.sum()), view.base is big)", (3.0, 3.0, True)),
+    "changes made by code run from text: exec and a nested fork cell": (
+        "L = [1]; M = {}",
+        "exec('L.append(2)')\nget_ipython().run_cell_magic('timeout', '5 -m fork', 'M[\"k\"] = L[-1]\\nN = 3')",
+        "", "(L, M, N)", ([1, 2], {"k": 2}, 3)),
     # 4. random state
     "random: the kernel's state, and it goes on": (
         "random.seed(0)", "x = random.random()", "y = random.random()", "(x, y)",

@@ -46,7 +46,7 @@ def _extensions(shell: Any) -> set[str]:
 
 def _users_thread(thread: threading.Thread) -> bool:
     """A thread the notebook's code started (a library's own, like tqdm's monitor, is its business)."""
-    return type(thread).__module__ in ("threading", "__main__")
+    return type(thread).__module__ in ("threading", "__main__") and not thread.name.startswith("nbtimeout")
 
 
 @dataclass

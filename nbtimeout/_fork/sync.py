@@ -26,6 +26,8 @@ from .refpickle import Forced
 from .refs import Registry, describe
 from .state import current, deep_digest, fingerprint
 
+# Names through which code runs code it holds as text, whose names no code object shows.
+_RUNS_TEXT = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals", "__import__"})
 # IPython's own bookkeeping (_, _i3, _3, In, Out ...) is never synced.
 _HISTORY = re.compile(r"^_{1,3}$|^_i{1,3}$|^_i?\d+$|^_(oh|ih|dh)$")
 VALUE = "the cell's value"
@@ -43,12 +45,15 @@ def _code_names(code: types.CodeType, seen: set[int]) -> set[str]:
 
 
 def reachable_names(codes: Iterable[types.CodeType | None], namespace: dict[str, Any]) -> set[str]:
-    """Global names the code can touch, following functions of ``namespace`` it calls."""
+    """Global names the code can touch, following functions of ``namespace`` it calls; all names
+    when it can run code it was given as text (a magic, a nested cell, ``exec``)."""
     seen: set[int] = set()
     todo = set().union(*(_code_names(c, seen) for c in codes if c is not None))
     found: set[str] = set()
     while todo:
         name = todo.pop()
+        if name in _RUNS_TEXT:
+            return set(namespace)
         if name in found or name not in namespace:
             continue
         found.add(name)
