@@ -7,7 +7,10 @@ where that is the point.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import textwrap
+import threading
 import time
 
 import pytest
@@ -444,6 +447,7 @@ def test_thread_pool_from_an_earlier_cell_works_in_a_fork_cell(kernel):
     assert result.stream("stderr") == ""  # the kernel's pool was used, not changed, and kept its threads
     assert kernel.value("(got, mapped)") == ([1, 2, 4, 8], [1, 2])
     assert kernel.value("ex.submit(pow, 3, 2).result()") == 9  # the kernel's pool is untouched
+    assert kernel.run("ex.shutdown()\ndel ex").status == "ok"  # see test_nested_cell_with_a_thread_in_the_namespace
 
 
 @pytest.mark.parametrize("magic", ["", "%%timeout 10 -m fork -q\n"])
@@ -456,6 +460,7 @@ def test_shutting_a_kernel_pool_down_in_a_fork_cell(kernel, magic):
     assert kernel.value("done") == 5
     after = kernel.run("pool.submit(abs, 1)")
     assert (after.ename, after.evalue) == ("RuntimeError", "cannot schedule new futures after shutdown")
+    assert kernel.run("del pool").status == "ok"
 
 
 def test_joining_a_kernel_thread_in_a_fork_cell_says_why_at_once(kernel):
@@ -471,13 +476,14 @@ def test_joining_a_kernel_thread_in_a_fork_cell_says_why_at_once(kernel):
     assert time.monotonic() - started < 5
     assert result.ename == "RuntimeError"
     assert "thread 'background-job' runs in the kernel" in result.evalue
-    assert kernel.run("stop.set()\nworker.join()").status == "ok"
+    assert kernel.run("stop.set()\nworker.join()\ndel worker").status == "ok"
 
 
 def test_a_thread_that_finished_before_the_cell_joins_as_in_the_kernel(kernel):
     setup = "import threading\ndone = threading.Thread(target=lambda: None)\ndone.start()\ndone.join()"
     assert kernel.run(setup).status == "ok"
     assert kernel.run("%%timeout 10 -m fork -q\ndone.join()").status == "ok"
+    assert kernel.run("del done").status == "ok"
 
 
 def test_threads_started_in_the_fork_cell_work(kernel):
@@ -520,6 +526,7 @@ def test_waiting_on_a_queue_fed_by_a_kernel_thread_names_the_likely_cause(kernel
     assert "line 3" in banner
     assert "threads started in the kernel do not run in a fork cell" in banner
     assert kernel.run("go.set()\nfeeder.join()\njobs.get()").out == "42"  # in the kernel it works
+    assert kernel.run("del feeder").status == "ok"
 
 
 def test_a_plain_stop_names_no_thread(kernel):
@@ -572,13 +579,16 @@ def test_input_in_a_nested_fork_cell_goes_through_both_levels(kernel):
         """), ["deep"])
     assert result.status == "ok", result.traceback
     assert result.prompts == [("inner? ", False)]
+    assert result.stream("stderr") == ""
     assert kernel.value("(inner, outer)") == ("deep", "DEEP")
 
 
 def test_interrupt_at_a_prompt_stops_the_child_and_keeps_the_kernel(kernel):
-    import threading
-
-    timer = threading.Timer(2, kernel.interrupt)
+    # The ■ button: SIGINT to the kernel's process group (as jupyter_client sends it), from a plain
+    # thread: a client call there would leave an event loop behind that warns when collected.
+    group = os.getpgid(kernel.pid)
+    assert group != os.getpgrp()
+    timer = threading.Timer(2, os.killpg, (group, signal.SIGINT))
     timer.start()
     try:
         result = kernel.run_answering("%%timeout 30 -m fork -q\ninput('waiting: ')", [None])
@@ -696,3 +706,18 @@ def test_a_page_reload_gets_a_fork_cells_widget_back_as_it_was(kernel):
     kernel.client.shell_channel.send(kernel.client.session.msg("comm_close", {"comm_id": slider["comm_id"],
                                                                               "data": {}}))
     assert kernel.value(f"{slider['comm_id']!r} in __import__('ipywidgets').widgets.widget._instances") is False
+
+
+@pytest.mark.xfail(reason="issue 11 (fork sync): a nested timed cell changes IPython's own objects (the magic's "
+                          "option cache), and carrying them back reaches the child's display publisher through "
+                          "a kernel Thread's _stderr: every change of the outer cell is lost", strict=True)
+def test_nested_cell_with_a_thread_in_the_namespace(kernel):
+    assert kernel.run("import threading\nidle = threading.Thread(target=print)").status == "ok"
+    result = kernel.run(cell("""
+        %%timeout 30 -m fork -q
+        get_ipython().run_cell_magic('timeout', '20 -q', 'nested = 5')
+        after = nested + 1
+        """))
+    kernel.run("del idle")
+    assert result.stream("stderr") == ""
+    assert kernel.value("(nested, after)") == (5, 6)
