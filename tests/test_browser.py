@@ -172,6 +172,19 @@ def test_tqdm_auto_bar_from_a_fork_cell_renders_and_moves(page, lab, tmp_path):
         expect(cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
                .filter(has_text="Error")).to_have_count(0)
         cell.screenshot(path=str(shots / "tqdm-fork-cell.png"))
+
+        # after a page reload the bar comes back from the kernel, which kept its last state
+        tab.keyboard.press("Escape")
+        tab.keyboard.press("Control+s")
+        expect(tab.locator(".jp-mod-dirty")).to_have_count(0, timeout=30_000)
+        tab.reload()
+        expect(cells).to_have_count(2, timeout=60_000)
+        try:
+            expect(counter.last).to_contain_text("10/10", timeout=60_000)
+        except AssertionError:
+            tab.screenshot(path=str(shots / "tqdm-fork-cell-reload-failed.png"), full_page=True)
+            raise
+        expect(bar).to_be_visible()
     finally:
         tab.close()
         # its kernel goes too: the next test has the machine to itself

@@ -721,3 +721,20 @@ def test_nested_cell_with_a_thread_in_the_namespace(kernel):
     kernel.run("del idle")
     assert result.stream("stderr") == ""
     assert kernel.value("(nested, after)") == (5, 6)
+
+
+def test_a_widget_is_kept_in_a_kernel_that_never_imported_ipywidgets(fresh_kernel):
+    """The kernel imports ipywidgets when the child's first widget arrives: its control comm is what
+    the front end asks after a page reload (the browser test reloads the page)."""
+    assert fresh_kernel.run("%load_ext nbtimeout").status == "ok"
+    before = fresh_kernel.value("'ipywidgets' in __import__('sys').modules")
+    result = fresh_kernel.run(cell("""
+        %%timeout 20 -m fork -q
+        import ipywidgets
+        display(ipywidgets.IntSlider(3))
+        """))
+    assert result.status == "ok", result.traceback
+    (slider,) = opened(result, "IntSliderModel")
+    registry = "__import__('ipywidgets').widgets.widget._instances"
+    kept = fresh_kernel.value(f"type({registry}[{slider['comm_id']!r}]).__name__")
+    assert (before, kept) == (False, "Keeper")

@@ -69,9 +69,15 @@ def _keeper(comm_id: str) -> Keeper | None:
 
 def keep(comm: Any, content: dict[str, Any], buffers: list[Any] | None) -> None:
     """Register a keeper for a child's ``comm_open`` of a widget, if ipywidgets is in the kernel."""
-    widgets = sys.modules.get(_WIDGETS)
-    if widgets is None or content.get("target_name") != "jupyter.widget":
+    if content.get("target_name") != "jupyter.widget":
         return
+    try:
+        # The child imported ipywidgets, so the kernel would have: its control comm is what the
+        # front end asks after a reload (the sync imports it at the end of the cell; this is sooner)
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return
+    widgets = sys.modules[_WIDGETS]
     state: dict[str, Any] = {}
     _merge(state, content.get("data") or {}, buffers)
     widgets._instances[comm.comm_id] = Keeper(comm, state)
