@@ -87,6 +87,7 @@ def disarm(deadline: Deadline, exc: BaseException | None, tb: TracebackType | No
     __tracebackhide__ = True
     stack = watchdog.stacks.get(deadline.ident) or []
     inner = stack[stack.index(deadline) + 1:] if deadline in stack else []
+    task = deadline.task
     cancel(deadline)
     if isinstance(exc, _Expired):
         by = exc.args[0] if exc.args else getattr(exc, "deadline", None)
@@ -95,7 +96,7 @@ def disarm(deadline: Deadline, exc: BaseException | None, tb: TracebackType | No
             raise _timeout_error(by, exc, tb) from None
         return False
     if deadline.task_cancelled and exc is not None and type(exc).__name__ == "CancelledError":
-        uncancel = getattr(deadline.task, "uncancel", None)  # Python 3.11+: was it only our cancel?
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: was it only our cancel?
         if uncancel is None or uncancel() == 0:
             raise _timeout_error(deadline, exc, tb) from None
     return False

@@ -90,7 +90,6 @@ def arm(limit: float, engine: Any, grace: float, owner: FrameType | None) -> Dea
 def cancel(deadline: Deadline) -> None:
     """Stop ``deadline`` and every deadline armed after it on its thread (their blocks are over)."""
     deadline.cancelled = True
-    deadline.owner = None  # do not keep the block's frame (and its locals) alive until the due time
     stack = stacks.get(deadline.ident)
     if stack:
         if stack[-1] is deadline:
@@ -106,6 +105,8 @@ def cancel(deadline: Deadline) -> None:
             stack[at:] = keep
         if not stack:
             stacks.pop(deadline.ident, None)
+    # Do not keep the block's frame (and its locals) or its task alive until the due time.
+    deadline.owner = deadline.task = deadline.loop = None
     if _pending and _pending[-1] is deadline:  # usual with-blocks: the watchdog never needs to see it
         try:
             popped = _pending.pop()
@@ -224,11 +225,13 @@ def _reschedule(deadline: Deadline, verdict: str, now: float) -> bool:
         deadline.due = now + RETRY
     elif verdict == HOLD:
         deadline.due = now + REFIRE
-    elif verdict == AWAY and deadline.task is not None and not deadline.task.done():
-        if not deadline.task_cancelled:  # a coroutine waits in the event loop: cancel its task there
-            deadline.loop.call_soon_threadsafe(_cancel_task, deadline)
+    elif verdict == AWAY and (task := deadline.task) is not None and not task.done():
+        # (Locals: the block's own thread may cancel the deadline, and clear these, meanwhile.)
+        loop = deadline.loop
+        if loop is not None and not deadline.task_cancelled:  # it waits in the event loop: cancel there
+            loop.call_soon_threadsafe(_cancel_task, deadline, task)
         deadline.due = now + REFIRE
-    elif verdict == AWAY and deadline.owner is not None and deadline.owner.f_code.co_flags & _SUSPENDABLE:
+    elif verdict == AWAY and (owner := deadline.owner) is not None and owner.f_code.co_flags & _SUSPENDABLE:
         deadline.due = now + REFIRE  # a generator that holds the limit is suspended: stop it on resume
     else:  # the block ended without cancelling (or its thread did): nothing is left to stop
         # Only flags: the stack belongs to its thread, which drops cancelled entries when it arms.
@@ -240,12 +243,12 @@ def _reschedule(deadline: Deadline, verdict: str, now: float) -> bool:
 _SUSPENDABLE = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
 
 
-def _cancel_task(deadline: Deadline) -> None:
+def _cancel_task(deadline: Deadline, task: Any) -> None:
     """In the event loop's thread: cancel the task whose coroutine holds ``deadline``."""
-    if not deadline.cancelled and not deadline.task.done():
+    if not deadline.cancelled and not task.done():
         deadline.task_cancelled = True
         deadline.raised_at = deadline.raised_at or time.monotonic()
-        deadline.task.cancel()
+        task.cancel()
 
 
 def _forget_all() -> None:
