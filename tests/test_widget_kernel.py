@@ -135,13 +135,13 @@ def test_continue_shows_the_continuing_state(kernel):
 def test_signal_cell_stuck_in_c_says_by_how_much_and_what_stops_it(kernel):
     result = kernel.run("%%timeout 0.2 -c\ntotal = sum(range(6 * 10**7))\nwhile True: pass")
     assert result.status == "ok"
-    (banner,) = result.displays()
+    banner = result.displays()[-1]  # on a loaded machine the C call can outlast countdown_after
     overrun = re.search(r"it overran by (\d+ ms|\d+(?:\.\d+)? s): the signal engine stops a cell only when "
                         r"it runs Python", banner)
     assert overrun, banner
     assert "-m fork stops C code on time" in banner
     fork = kernel.run("%%timeout 0.3 -m fork -c\ntotal = sum(range(10**10))")
-    (banner,) = fork.displays()
+    banner = fork.displays()[-1]
     assert "overran" not in banner
 
 
