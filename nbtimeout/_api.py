@@ -106,6 +106,7 @@ class timeout:  # noqa: N801 - used like a function: ``with timeout(0.5):``
         from ._fork.engine import run_call
 
         @functools.wraps(func)
+        @_alarm.calls_user_code  # an outer in-kernel limit may stop the wait for the child
         def forked(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True
             return run_call(functools.partial(func, *args, **kwargs), self.seconds,
