@@ -708,10 +708,8 @@ def test_a_page_reload_gets_a_fork_cells_widget_back_as_it_was(kernel):
     assert kernel.value(f"{slider['comm_id']!r} in __import__('ipywidgets').widgets.widget._instances") is False
 
 
-@pytest.mark.xfail(reason="issue 11 (fork sync): a nested timed cell changes IPython's own objects (the magic's "
-                          "option cache), and carrying them back reaches the child's display publisher through "
-                          "a kernel Thread's _stderr: every change of the outer cell is lost", strict=True)
 def test_nested_cell_with_a_thread_in_the_namespace(kernel):
+    # A kernel Thread's _stderr is the kernel's stream: the walk must not follow it into the shell.
     assert kernel.run("import threading\nidle = threading.Thread(target=print)").status == "ok"
     result = kernel.run(cell("""
         %%timeout 30 -m fork -q
@@ -738,3 +736,12 @@ def test_a_widget_is_kept_in_a_kernel_that_never_imported_ipywidgets(fresh_kerne
     registry = "__import__('ipywidgets').widgets.widget._instances"
     kept = fresh_kernel.value(f"type({registry}[{slider['comm_id']!r}]).__name__")
     assert (before, kept) == (False, "Keeper")
+
+
+def test_user_data_that_holds_the_shell_still_comes_back(kernel):
+    assert kernel.run("holder = {'shell': get_ipython(), 'n': 1}").status == "ok"
+    result = kernel.run("%%timeout 10 -m fork -q\nholder['n'] = 2\nfresh = [holder]")
+    assert result.status == "ok", result.traceback
+    assert result.stream("stderr") == ""
+    assert kernel.value("(holder['n'], fresh[0] is holder, holder['shell'] is get_ipython())") == (2, True, True)
+    kernel.run("del holder, fresh")

@@ -89,8 +89,17 @@ def children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
     return [(child, step) for child, step in _other_children(obj, namespace) if type(child) not in ATOMS]
 
 
+# The kernel's own machinery, met through user objects (a Thread's ``_stderr`` is the kernel's
+# stream, which leads to the shell): not the user's data. What a cell changes in there (a nested
+# magic's caches) must not travel back, and walking it costs and reaches what cannot be pickled.
+_RUNTIME = ("IPython.", "ipykernel.", "jupyter_client.", "zmq.", "tornado.", "traitlets.", "nbtimeout.",
+            "comm.")
+
+
 def _other_children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
     out: list[tuple[Any, Step]] = []
+    if type(obj).__module__.startswith(_RUNTIME):
+        return out
     if isinstance(obj, (list, tuple, deque)):
         out += [(item, ("i", n)) for n, item in enumerate(obj)]
     elif isinstance(obj, dict):
