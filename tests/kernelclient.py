@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,7 +174,12 @@ class Kernel:
             del channel.send  # the channel's own method again
 
     def interrupt(self) -> None:
-        self.manager.interrupt_kernel()
+        """The ■ button: SIGINT to the kernel's process group, as jupyter_client sends it.
+
+        Not ``manager.interrupt_kernel()``: called from another thread or a message callback it
+        leaves an event loop and a socket behind, whose ResourceWarnings fail a later test.
+        """
+        os.killpg(os.getpgid(self.pid), signal.SIGINT)
 
     def alive(self) -> bool:
         return self.manager.is_alive()

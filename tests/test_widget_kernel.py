@@ -258,7 +258,7 @@ def test_a_signal_cell_that_finished_late_says_so_even_under_the_every_cell_limi
         kernel.run("%timeout off")
     if result.status == "error":  # the engine may also stop it at the first bytecode after the C call
         assert result.ename == "CellTimeoutError"
-    (record,) = result.displays()
+    record = result.displays()[-1]  # on a loaded machine the C call can outlast countdown_after
     assert "it overran by " in record
     assert "-m fork stops C code on time" in record
 
