@@ -308,3 +308,29 @@ def test_closed_stdout_breaks_neither_fork_nor_map(fresh_kernel):
                    "sys.stderr.write(repr((z, r.values())))")
     assert mapped.status == "ok", mapped.traceback
     assert mapped.stream("stderr") == "(5, [2, 4])"
+
+
+def test_chains_arrive_when_a_library_pickles_every_exception(fresh_kernel):
+    # distributed installs tblib's pickling of every exception (attributes restored by setattr):
+    # a class that refuses setattr must still arrive as itself, with its cause.
+    kernel = fresh_kernel
+    setup = cell("""
+        %load_ext nbtimeout
+        import tblib.pickling_support
+        tblib.pickling_support.install()
+        class Frozen(Exception):
+            def __setattr__(self, name, value):
+                raise AttributeError("frozen")
+        """)
+    assert kernel.run(setup).status == "ok"
+    result = kernel.run(cell("""
+        %%timeout 10 -m fork
+        try:
+            {}["k"]
+        except KeyError as err:
+            raise Frozen("cold") from err
+        """))
+    assert (result.ename, result.evalue) == ("Frozen", "cold")
+    assert "could not be carried back" not in result.traceback
+    assert "KeyError: 'k'" in result.traceback
+    assert "The above exception was the direct cause" in result.traceback

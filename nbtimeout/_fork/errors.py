@@ -93,7 +93,9 @@ class _Raw:
 
 def _restore(kind: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
     error = BaseException.__new__(kind, *args)
-    error.args = args
+    # Through BaseException's own descriptor and the instance dict: a class may refuse setattr, and
+    # a global pickling hook for exceptions (tblib's, installed by distributed) uses setattr.
+    BaseException.args.__set__(error, args)
     vars(error).update(state)
     return error
 
