@@ -316,11 +316,11 @@ def test_chains_arrive_when_a_library_pickles_every_exception(fresh_kernel):
     kernel = fresh_kernel
     setup = cell("""
         %load_ext nbtimeout
-        import tblib.pickling_support
-        tblib.pickling_support.install()
         class Frozen(Exception):
             def __setattr__(self, name, value):
                 raise AttributeError("frozen")
+        import tblib.pickling_support
+        tblib.pickling_support.install()  # covers the exception classes that exist now
         """)
     assert kernel.run(setup).status == "ok"
     result = kernel.run(cell("""
