@@ -4,14 +4,11 @@ and %load_ext/%reload_ext, ■ in a fork cell, a signal cell refused in a kernel
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import threading
 import time
-from typing import Any
 
 import pytest
-from kernelclient import Kernel, Result
 from procs import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -104,52 +101,18 @@ def test_interrupt_in_a_fork_cell_ends_at_the_users_line(kernel):
 
 # --- a kernel subshell (ipykernel 7): cells run on another thread --------------------------------
 
-def subshell(kernel: Kernel) -> str:
-    client = kernel.client
-    client.control_channel.send(client.session.msg("create_subshell_request", {}))
-    reply = client.get_control_msg(timeout=10)
-    return reply["content"]["subshell_id"]
-
-
-def run_in(kernel: Kernel, subshell_id: str, code: str, timeout: float = 30) -> Result:
-    """Execute ``code`` in the subshell; what iopub showed for it, and the reply."""
-    client = kernel.client
-    content: dict[str, Any] = {"code": code, "silent": False, "store_history": True,
-                               "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
-    msg = client.session.msg("execute_request", content)
-    msg["header"]["subshell_id"] = subshell_id
-    client.shell_channel.send(msg)
-    msg_id = msg["header"]["msg_id"]
-    messages = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            got = client.get_iopub_msg(timeout=1)
-        except queue.Empty:
-            continue
-        if got["parent_header"].get("msg_id") != msg_id:
-            continue
-        if got["msg_type"] == "status" and got["content"]["execution_state"] == "idle":
-            break
-        messages.append(got)
-    reply = client.get_shell_msg(timeout=timeout)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = client.get_shell_msg(timeout=timeout)
-    return Result(reply["content"], messages)
-
-
 def test_a_signal_cell_refused_in_a_subshell_shows_no_countdown(kernel):
     assert kernel.run("%config TimeoutMagics.countdown_after = 0").status == "ok"  # would show at once
     try:
-        sid = subshell(kernel)
-        result = run_in(kernel, sid, "%%timeout 5 -m signal\nsubshell_ran = True")
+        sid = kernel.create_subshell()
+        result = kernel.run_in_subshell(sid, "%%timeout 5 -m signal\nsubshell_ran = True")
         assert result.ename == "UsageError"
         assert "main thread" in result.evalue
         assert "\n" not in result.evalue
         assert result.of("display_data", "update_display_data") == []  # nothing opened, nothing stuck
         assert "subshell_ran" not in kernel.value("dir()")
         # the engine that works there does run it
-        ran = run_in(kernel, sid, "%%timeout 5\nsubshell_ran = True\n'in the subshell'")
+        ran = kernel.run_in_subshell(sid, "%%timeout 5\nsubshell_ran = True\n'in the subshell'")
         assert (ran.status, ran.reply.get("evalue")) == ("ok", None)
     finally:
         kernel.run("%config TimeoutMagics.countdown_after = 1.0")
