@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import pytest
 from kernelclient import Kernel
 
@@ -19,3 +22,24 @@ def fresh_kernel():
     k = Kernel()
     yield k
     k.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _close_dropped_event_loops():
+    """Close event loops that jupyter_client's sync calls made and then dropped unclosed.
+
+    jupyter_client runs each sync call on a per-thread loop it never closes; one left behind (by
+    ``asyncio.run`` replacing it, or a thread that ended) is collected at an arbitrary later moment,
+    and its ResourceWarning, an error here, then fails whatever test is running, even inside
+    ``compile()`` (CPython 3.11: "AST constructor recursion depth mismatch"). nbtimeout opens no
+    event loop of its own, so this hides nothing of ours.
+    """
+    yield
+    try:
+        current = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        current = None
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.AbstractEventLoop) and obj is not current \
+                and not obj.is_running() and not obj.is_closed():
+            obj.close()
