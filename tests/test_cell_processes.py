@@ -256,10 +256,9 @@ def test_started_leaves_out_nbtimeouts_own_forks():
 
 
 def test_the_thread_engine_in_a_subshell_stops_what_its_cell_started(kernel):
-    from test_magic_small import run_in, subshell
-
-    sid = subshell(kernel)
-    result = run_in(kernel, sid, "%%timeout 0.5\nimport subprocess\nsubprocess.Popen(['sleep', '30.61']).wait()")
+    sid = kernel.create_subshell()
+    code = "%%timeout 0.5\nimport subprocess\nsubprocess.Popen(['sleep', '30.61']).wait()"
+    result = kernel.run_in_subshell(sid, code)
     assert result.ename == "CellTimeoutError"
     assert result.evalue == "ran past its 500 ms limit (thread engine)"
     assert wait_until(lambda: not running("30.61"), 3)
