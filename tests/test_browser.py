@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -250,7 +251,11 @@ def test_run_all_shows_countdown_records_and_banners_readable_in_both_themes(pag
         suffix = "" if theme == "light" else "-dark"
         for state, element in lines.items():
             for part in (element.locator(":scope > div").first, element.locator(":scope > div").last):
-                ratio = pixel_contrast(part.screenshot())
+                # The theme's colours fade in (CSS transitions) after the body says it is dark:
+                # read the pixels until they settle, for a bounded time.
+                deadline = time.monotonic() + 10
+                while (ratio := pixel_contrast(part.screenshot())) < 4.5 and time.monotonic() < deadline:
+                    page.wait_for_timeout(200)
                 assert ratio >= 4.5, f"{state} text on the {theme} theme: {ratio:.2f}:1"
         stopped.screenshot(path=str(shots / f"stopped-cell{suffix}.png"))
         crashed.screenshot(path=str(shots / f"crashed-cell{suffix}.png"))
