@@ -10,6 +10,10 @@ MODES = ("auto", "signal", "thread", "fork")  # as -m/--mode and mode= name them
 
 # Messages: one place, so the magic, the API and the banner say the same thing.
 STOPPED = "ran past its {limit} limit ({engine} engine)"
+# A cell's stop arrives within a fraction of a millisecond: a shorter limit could not be honoured,
+# only raced against the body (``timeout()`` in code accepts it: there a finish is a fine answer).
+MIN_LIMIT = 0.001
+TOO_SHORT = "%%timeout: {given} is too short to be honoured: give a limit of at least 1 ms"
 CRASHED = "the {engine} child {how} after {elapsed}; the kernel is unharmed"
 # A signal cell stopped well past its limit: the alarm waited for the interpreter.
 OVERRAN = ("it overran by {overrun}: the signal engine stops a cell only when it runs Python, so C code "

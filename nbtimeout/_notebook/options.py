@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .._errors import MODES
+from .._errors import MIN_LIMIT, MODES, TOO_SHORT
 from .._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,6 +95,8 @@ def resolve(args: Any, default_mode: str, default_grace: float, default_quiet: b
         memory = parse_size(args.memory, "--memory") if args.memory is not None else None
     except ValueError as err:
         raise UsageError(f"%%timeout: {err}") from None
+    if limit < MIN_LIMIT:
+        raise UsageError(TOO_SHORT.format(given=args.limit))
     if memory is not None and memory > MAX_MEMORY:
         raise UsageError(f"%%timeout: --memory {args.memory} is more than any machine has (at most 1 EiB)")
     return Options(limit, mode, args.keep_going, grace, memory, args.quiet or default_quiet, args.added,
