@@ -80,15 +80,46 @@ class Kernel:
         return self.manager.provisioner.process.pid
 
     def run(self, code: str, timeout: float = 60, on_message: Any = None) -> Result:
-        msg_id = self.client.execute(code, allow_stdin=False)
+        return self._collect(self.client.execute(code, allow_stdin=False), code, timeout, on_message)
+
+    def run_answering(self, code: str, answers: list[str | None], timeout: float = 60) -> Result:
+        """Run ``code`` with stdin allowed, answering each ``input_request`` with the next answer.
+
+        An answer of None leaves that prompt unanswered. The prompts asked are in ``.prompts``,
+        as ``(prompt, password)``, in order.
+        """
+        prompts: list[tuple[str, bool]] = []
+        pending = list(answers)
+
+        def answer_prompts() -> None:
+            while self.client.stdin_channel.msg_ready():
+                request = self.client.get_stdin_msg(timeout=1)
+                if request["msg_type"] != "input_request":
+                    continue
+                prompts.append((request["content"]["prompt"], request["content"]["password"]))
+                answer = pending.pop(0) if pending else None
+                if answer is not None:
+                    self.client.input(answer)
+
+        msg_id = self.client.execute(code, allow_stdin=True)
+        result = self._collect(msg_id, code, timeout, between=answer_prompts)
+        result.prompts = prompts  # type: ignore[attr-defined]
+        return result
+
+    def _collect(self, msg_id: str, code: str, timeout: float, on_message: Any = None,
+                 between: Any = None) -> Result:
+        """Every iopub message of request ``msg_id`` until idle, then its reply. ``between`` is called
+        every 50 ms while waiting (answering stdin)."""
         messages: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no idle status within {timeout}s for {code!r}")
+            if between is not None:
+                between()
             try:
-                msg = self.client.get_iopub_msg(timeout=left)
+                msg = self.client.get_iopub_msg(timeout=min(left, 0.05) if between else left)
             except queue.Empty:
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
@@ -102,44 +133,6 @@ class Kernel:
         while reply["parent_header"].get("msg_id") != msg_id:
             reply = self.client.get_shell_msg(timeout=timeout)
         return Result(reply["content"], messages)
-
-    def run_answering(self, code: str, answers: list[str | None], timeout: float = 60) -> Result:
-        """Run ``code`` with stdin allowed, answering each ``input_request`` with the next answer.
-
-        An answer of None leaves that prompt unanswered. The prompts asked are in ``.prompts``,
-        as ``(prompt, password)``, in order.
-        """
-        msg_id = self.client.execute(code, allow_stdin=True)
-        messages: list[dict[str, Any]] = []
-        prompts: list[tuple[str, bool]] = []
-        pending = list(answers)
-        deadline = time.monotonic() + timeout
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no idle status within {timeout}s for {code!r}")
-            while self.client.stdin_channel.msg_ready():
-                request = self.client.get_stdin_msg(timeout=1)
-                if request["msg_type"] != "input_request":
-                    continue
-                prompts.append((request["content"]["prompt"], request["content"]["password"]))
-                answer = pending.pop(0) if pending else None
-                if answer is not None:
-                    self.client.input(answer)
-            try:
-                msg = self.client.get_iopub_msg(timeout=0.05)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-            messages.append(msg)
-        reply = self.client.get_shell_msg(timeout=timeout)
-        while reply["parent_header"].get("msg_id") != msg_id:
-            reply = self.client.get_shell_msg(timeout=timeout)
-        result = Result(reply["content"], messages)
-        result.prompts = prompts  # type: ignore[attr-defined]
-        return result
 
     def value(self, expr: str) -> Any:
         """``expr`` evaluated in the kernel, sent back through repr and literal_eval."""

@@ -34,3 +34,10 @@ def wait_until(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+def left_on(pids) -> list:
+    """Processes still running under any of ``pids`` (psutil copes with threads coming and going)."""
+    import psutil
+
+    return [c for pid in pids for c in psutil.Process(pid).children(recursive=True)]

@@ -15,9 +15,8 @@ import threading
 import time
 
 import cloudpickle
-import psutil
 import pytest
-from procs import exited, wait_until
+from procs import exited, left_on, wait_until
 
 import nbtimeout
 from nbtimeout import CellCrashedError, CellTimeoutError
@@ -28,9 +27,6 @@ distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.timeout(120)
 
 
-def left_on(pids) -> list:
-    """Processes still running under any of ``pids`` (psutil copes with threads coming and going)."""
-    return [c for pid in pids for c in psutil.Process(pid).children(recursive=True)]
 # The workers cannot import this test module: ship its functions by value, as for a notebook's.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

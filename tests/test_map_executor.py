@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 import cloudpickle
 import psutil
 import pytest
-from procs import wait_until
+from procs import left_on, wait_until
 
 import nbtimeout
 from nbtimeout import CellCrashedError, CellTimeoutError
@@ -26,9 +26,6 @@ from nbtimeout._errors import CellResultError
 pytestmark = pytest.mark.timeout(120)
 
 
-def left_on(pids) -> list:
-    """Processes still running under any of ``pids`` (psutil copes with threads coming and going)."""
-    return [c for pid in pids for c in psutil.Process(pid).children(recursive=True)]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 

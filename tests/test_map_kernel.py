@@ -7,16 +7,12 @@ import re
 import textwrap
 import time
 
-import psutil
 import pytest
-from procs import children, wait_until
+from procs import children, left_on, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def left_on(pids) -> list:
-    """Processes still running under any of ``pids`` (psutil copes with threads coming and going)."""
-    return [c for pid in pids for c in psutil.Process(pid).children(recursive=True)]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
