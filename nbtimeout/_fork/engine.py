@@ -18,13 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from .._errors import CellCrashedError, CellTimeoutError
+from .._process.channels import Ends, fork_with_channels
 from .._process.exits import signal_in_dump
-from .._process.forking import exit_fd, exited, fork, kill_group, reap
+from .._process.forking import exited, kill_group, reap
 from .._process.memory import prepare as prepare_memory
 from .._traceback import IN_OURS, NO_STACK, attach, format_frames, parse_dump
 from .._where import describe_where
@@ -65,26 +65,17 @@ class Child:
 
 def start(work: Callable[[], Envelope], shell: Any, memory: int | None) -> Child:
     """Fork a child that runs ``work`` and sends back its envelope."""
-    reader, writer = Pipe()  # duplex: the kernel acknowledges each display (see _capture)
-    (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = os.pipe(), os.pipe(), os.pipe()
     parent = os.getpid()
     if memory is not None:
         prepare_memory(memory)
 
-    def child() -> NoReturn:  # pragma: no cover - runs in the child
-        reader.close()
-        for fd in (out_r, err_r, stack_r):
-            os.close(fd)
-        child_main(work, shell, writer, out_w, err_w, stack_w, parent, memory)
+    def child(ends: Ends) -> NoReturn:  # pragma: no cover - runs in the child
+        # The Pipe is duplex: the kernel acknowledges each display (see _capture).
+        child_main(work, shell, ends.conn, ends.out, ends.err, ends.stack, parent, memory)
 
     started = time.monotonic()
-    try:
-        pid = fork(child)
-    finally:
-        writer.close()
-        for fd in (out_w, err_w, stack_w):
-            os.close(fd)
-    return Child(pid, reader, out_r, err_r, stack_r, exit_fd(pid), started)
+    pid, ends, exit_end = fork_with_channels(child)
+    return Child(pid, ends.conn, ends.out, ends.err, ends.stack, exit_end, started)
 
 
 def wait(child: Child, limit: float, replay: Replay, announces: bool = False) -> Envelope | None:

@@ -16,14 +16,14 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from .._fork.capture import read_dry
 from .._fork.comms import publish
 from .._fork.protocol import CLEAR, DISPLAY, IOPUB, STREAM
-from .._process.forking import exit_fd, fork, kill_group
+from .._process.channels import Ends, fork_with_channels
+from .._process.forking import kill_group
 from .._process.forking import reap as reap_worker
 from . import ended
 from .carry import Parcel, unpack
@@ -114,44 +114,17 @@ class _Pool:
         return worker.started + self.limit if worker.stopping is None else worker.stopping + self.grace
 
     def _spawn(self) -> _Worker:
-        with contextlib.ExitStack() as undo:  # an interrupt half way (a slow fork): nothing leaks
-            parent_end, child_end = Pipe()
-            undo.callback(parent_end.close)
-            undo.callback(child_end.close)
-            pipes = []
-            for _ in range(3):
-                pipes.append(os.pipe())
-                undo.callback(os.close, pipes[-1][0])
-                undo.callback(os.close, pipes[-1][1])
-            undo.pop_all()
-        (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = pipes
         parent = os.getpid()
+        fn, items = self.fn, self.items
 
-        def child() -> NoReturn:  # pragma: no cover - the worker never returns
-            parent_end.close()
-            for fd in (out_r, err_r, stack_r):
-                os.close(fd)
-            fn, items = self.fn, self.items
-            serve(child_end, lambda index: lambda: fn(items[index]), parent, out_w, err_w, self.shell,
-                  self.memory, stack_w)
+        def child(ends: Ends) -> NoReturn:  # pragma: no cover - the worker never returns
+            serve(ends.conn, lambda index: lambda: fn(items[index]), parent, ends.out, ends.err, self.shell,
+                  self.memory, ends.stack)
 
-        pid = 0
-        try:
-            pid = fork(child)
-            worker = _Worker(pid, parent_end, {out_r: "stdout", err_r: "stderr"}, exit_fd(pid), stack_r)
-        except BaseException:  # an interrupt right after fork: no untracked worker may survive
-            if pid:
-                _kill(pid)
-            for fd in (out_r, err_r, stack_r):
-                os.close(fd)
-            parent_end.close()
-            raise
-        finally:
-            child_end.close()
-            for fd in (out_w, err_w, stack_w):
-                os.close(fd)
-        for fd, what in ((parent_end.fileno(), "conn"), (worker.pidfd, "pidfd"), (out_r, "stdout"),
-                         (err_r, "stderr")):
+        pid, ends, exit_end = fork_with_channels(child)
+        worker = _Worker(pid, ends.conn, {ends.out: "stdout", ends.err: "stderr"}, exit_end, ends.stack)
+        for fd, what in ((ends.conn.fileno(), "conn"), (worker.pidfd, "pidfd"), (ends.out, "stdout"),
+                         (ends.err, "stderr")):
             self.selector.register(fd, selectors.EVENT_READ, (worker, what))
             worker.keys.append(fd)
         self.workers.append(worker)

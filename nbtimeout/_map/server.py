@@ -22,14 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 import cloudpickle
 
 from .._fork.capture import read_dry
-from .._process.forking import exit_fd, exited, fork, reap
+from .._process.channels import Ends, fork_with_channels
+from .._process.forking import exited, reap
 from . import ended
 from .carry import Parcel, error_parcel
 from .outcome import CRASHED, FINISHED, STOPPED
@@ -200,23 +200,13 @@ def _sweep() -> None:
 
 
 def _spawn(memory: int | None) -> Server:
-    parent_end, child_end = Pipe()
-    (out_r, out_w), (err_r, err_w), (stack_r, stack_w) = os.pipe(), os.pipe(), os.pipe()
     parent = os.getpid()
 
-    def child() -> NoReturn:  # pragma: no cover - runs in the server
-        parent_end.close()
-        for fd in (out_r, err_r, stack_r):
-            os.close(fd)
-        serve(child_end, _task_for, parent, out_w, err_w, None, memory, stack_w)
+    def child(ends: Ends) -> NoReturn:  # pragma: no cover - runs in the server
+        serve(ends.conn, _task_for, parent, ends.out, ends.err, None, memory, ends.stack)
 
-    try:
-        pid = fork(child)
-    finally:
-        child_end.close()
-        for fd in (out_w, err_w, stack_w):
-            os.close(fd)
-    return Server(pid, parent_end, {out_r: "stdout", err_r: "stderr"}, stack_r, exit_fd(pid), memory)
+    pid, ends, exit_end = fork_with_channels(child)
+    return Server(pid, ends.conn, {ends.out: "stdout", ends.err: "stderr"}, ends.stack, exit_end, memory)
 
 
 def _close(server: Server) -> tuple[tuple[int | None, int | None] | None, str]:
