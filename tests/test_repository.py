@@ -19,7 +19,7 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "nbconvert" in tour
     assert "--output-dir notebooks/executed" in tour
     assert "pytest" in tests
-    assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+    assert tests in [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
 
 
 def test_binder_requirements_install_the_project_first():
