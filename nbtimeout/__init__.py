@@ -6,10 +6,11 @@ from typing import Any
 
 from ._api import timeout
 from ._errors import CellCrashedError, CellResultError, CellTimeoutError, EngineUnavailableError
+from ._palette import COLOURS
 
 __version__ = "0.1.0"
-__all__ = ["CellCrashedError", "CellResultError", "CellTimeoutError", "EngineUnavailableError", "__version__",
-           "map", "timeout"]
+__all__ = ["COLOURS", "CellCrashedError", "CellResultError", "CellTimeoutError", "EngineUnavailableError",
+           "__version__", "map", "timeout"]
 
 
 def map(fn: Any, items: Any, timeout: Any = 5.01, workers: int | None = None,

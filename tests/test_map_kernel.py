@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import textwrap
@@ -74,14 +75,21 @@ def test_every_kind_of_task_gets_its_outcome_and_the_kernel_lives_on(kernel):
     assert (raised.status, raised.ename) == ("error", "CellTimeoutError")
 
 
-def test_a_live_widget_with_one_square_per_task_ends_in_a_summary(kernel):
+def test_a_live_widget_with_one_square_per_task_ends_in_a_static_twin(kernel):
     result = kernel.run(f"r = nbtimeout.map(work, {KINDS!r}, timeout=0.3, workers=3)")
     assert result.status == "ok", result.traceback
     shown = result.of("display_data", "update_display_data")
     assert shown
-    assert all(WIDGET_VIEW in m["content"]["data"] for m in shown)
-    summary = shown[-1]["content"]["data"]["text/plain"]  # what a saved notebook keeps
+    assert WIDGET_VIEW in shown[0]["content"]["data"]  # live: the widget
+    final = shown[-1]["content"]["data"]  # what a saved notebook keeps: no widget, HTML + text
     assert shown[-1]["msg_type"] == "update_display_data"
+    assert WIDGET_VIEW not in final
+    assert re.findall(r'title="\[(\d+)\] (\w+)"', final["text/html"]) == [(str(i), s) for i, s in enumerate(
+        ["finished", "stopped", "stopped", "crashed", "stopped", "failed", "finished"])]
+    assert "<style" not in final["text/html"]
+    assert "<script" not in final["text/html"]
+    assert result.of("comm_close")  # the live widget does not outlive the map in the kernel
+    summary = final["text/plain"]
     assert re.fullmatch(r"nbtimeout\.map: 7/7 tasks done in [\d.]+ m?s on 3 workers, 300 ms limit each: "
                         r"2 finished, 3 stopped, 1 crashed, 1 failed", summary), summary
     # the widget's state as the front end receives it: its last HTML value
@@ -91,12 +99,27 @@ def test_a_live_widget_with_one_square_per_task_ends_in_a_summary(kernel):
               if m["content"]["data"]["state"].get("_model_name") == "HTMLModel"]
     assert opened
     last = values[-1] if values else opened[0]["content"]["data"]["state"]["value"]
-    squares = re.findall(r'title="\[(\d+)\] (\w+)"', last)
-    assert squares == [(str(i), s) for i, s in enumerate(
-        ["finished", "stopped", "stopped", "crashed", "stopped", "failed", "finished"])]
+    squares = re.findall(r'title="\[(\d+)\] (\w+)"', last)  # live: one square per task, as it ran
+    assert [i for i, _ in squares] == [str(i) for i in range(7)]
+    assert {s for _, s in squares} <= {"pending", "running", "finished", "stopped", "crashed", "failed"}
     assert "style=" in last
     assert "<style" not in last  # JupyterLab strips <style> from untrusted output
     assert len(values) >= 2  # redrawn while it ran, not only at the end
+
+
+def test_a_big_map_shows_a_summary_whose_size_does_not_grow_with_the_count(kernel):
+    result = kernel.run("r = nbtimeout.map(lambda i: i if i % 997 else time.sleep(5), range(3000), timeout=0.2)\n"
+                        "r.counts()")
+    assert result.status == "ok", result.traceback
+    assert eval(result.out) == {"finished": 2996, "stopped": 4, "crashed": 0, "failed": 0}
+    final = result.of("update_display_data")[-1]["content"]["data"]["text/html"]
+    assert "title=\"[" not in final  # no square per task
+    assert "stopped: 0, 997, 1994, 2991" in final
+    assert len(final) < 10_000
+    sent = sum(len(json.dumps(m["content"])) for m in result.messages
+               if m["msg_type"] in ("comm_open", "comm_msg", "display_data", "update_display_data"))
+    redraws = len(result.of("comm_msg"))
+    assert sent < 10_000 * (redraws + 3), (sent, redraws)
 
 
 def test_the_interrupt_button_stops_every_worker(kernel):
@@ -157,7 +180,7 @@ def test_a_notebook_function_on_a_dask_cluster_gets_every_outcome(kernel, cluste
     out = result.stream()
     for i, kind in enumerate(KINDS):
         assert f"[{i}] start {kind}\n" in out
-    summary = result.widgets()[-1]
+    summary = result.displays()[-1]
     assert re.fullmatch(r"nbtimeout\.map: 7/7 tasks done in [\d.]+ m?s on 2 Dask worker threads, 500 ms limit "
                         r"each: 2 finished, 3 stopped, 1 crashed, 1 failed", summary), summary
     assert kernel.value("sorted(client.run(os.getpid).items())") == cluster  # the same workers, alive

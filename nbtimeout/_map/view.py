@@ -1,8 +1,11 @@
 """What ``nbtimeout.map`` shows while it runs: task output prefixed ``[index]``, and progress.
 
-In a notebook, a stock ipywidgets ``HTML`` with one square per task (inline ``style=`` only, which
-JupyterLab keeps), redrawn by a background thread; its ``text/plain`` ends as a one-line summary,
-which is what a saved notebook keeps. In a terminal, one progress line on stderr; else nothing.
+In a notebook, a stock ipywidgets ``HTML`` (inline ``style=`` only, which JupyterLab keeps), redrawn by
+a background thread at most five times a second: one square per task up to ``GRID_MAX`` tasks, above
+that a summary whose size does not grow with the count (a strip of task states by index, the counts,
+the stopped and crashed tasks by index). At the end the display becomes a static HTML + text twin of
+the final state, like the countdown's records, so nbconvert's HTML, nbviewer and GitHub show it
+offline and a saved notebook keeps it. In a terminal, one progress line on stderr; else nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import time
 from typing import Any
 
 from .. import _streams
+from .._palette import COLOURS
 from .._units import format_duration
 
-COLOURS = {"pending": "#d0d0d0", "running": "#3b82f6", "finished": "#22a34a", "stopped": "#f59e0b",
-           "crashed": "#7f1d1d", "failed": "#dc2626"}
 SHOWN = ("running", "finished", "stopped", "crashed", "failed")
+GRID_MAX = 400  # tasks shown one square each; above, the summary (a grid that big is unreadable)
+STRIP_BINS = 100  # segments of the summary's strip
+LISTED = 20  # stopped or crashed tasks named by index in the summary
+MIN_INTERVAL = 0.2  # at most five redraws a second
+_WORST_FIRST = ("crashed", "failed", "stopped", "running", "finished", "pending")
 
 
 class View:
@@ -144,7 +151,7 @@ class LineView(View):
 
 
 class WidgetView(View):
-    """A stock ``ipywidgets.HTML``: squares, counts and time; ends with the summary."""
+    """A stock ``ipywidgets.HTML`` while the map runs; a static HTML + text twin once it has ended."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -155,25 +162,50 @@ class WidgetView(View):
         self.handle = display(self.bundle(), raw=True, display_id=True)
 
     def bundle(self) -> dict[str, Any]:
-        data = self.widget._repr_mimebundle_()  # the widget view, plus the text a saved file keeps
-        data["text/plain"] = self.summary()
+        data = self.widget._repr_mimebundle_()  # the widget view, with twins where no widget renders
+        data.update({"text/html": self.html(), "text/plain": self.summary()})
         return data
 
     def draw(self, final: bool) -> None:
-        self.widget.value = self.html()
-        if final and self.handle is not None:
-            self.handle.update(self.bundle(), raw=True)
+        if not final:
+            self.widget.value = self.html()
+            return
+        if self.handle is not None:  # the final state needs no kernel and no widget renderer
+            self.handle.update({"text/html": self.html(), "text/plain": self.summary()}, raw=True)
+        self.widget.close()
 
     def html(self) -> str:
-        size = 10 if len(self.states) <= 400 else 6
-        square = (f"display:inline-block;width:{size}px;height:{size}px;margin:1px;"
-                  "border-radius:2px;background:")
-        cells = "".join(f'<span title="[{i}] {s}" style="{square}{COLOURS[s]}"></span>'
-                        for i, s in enumerate(self.states))
-        legend = " &nbsp; ".join(f'<span style="{square}{COLOURS[s]}"></span> {n} {s}'
+        body = self._grid() if len(self.states) <= GRID_MAX else self._strip()
+        legend = " &nbsp; ".join(f'<span style="{_square(10)}{COLOURS[s]}"></span> {n} {s}'
                                  for s, n in self.counts().items())
-        return (f'<div style="font-family:monospace;font-size:12px"><div style="line-height:0">{cells}'
-                f'</div><div style="margin-top:4px">{legend}</div><div>{self.summary()}</div></div>')
+        return (f'<div data-nbtimeout-map="{len(self.states)}" style="font-family:monospace;font-size:12px">'
+                f'{body}<div style="margin-top:4px">{legend}</div><div>{self.summary()}</div></div>')
+
+    def _grid(self) -> str:
+        cells = "".join(f'<span title="[{i}] {s}" style="{_square(10)}{COLOURS[s]}"></span>'
+                        for i, s in enumerate(self.states))
+        return f'<div style="line-height:0">{cells}</div>'
+
+    def _strip(self) -> str:
+        """Task states by index in ``STRIP_BINS`` segments, each the colour of its worst task."""
+        total, stops = len(self.states), []
+        for b in range(STRIP_BINS):
+            part = set(self.states[b * total // STRIP_BINS:(b + 1) * total // STRIP_BINS])
+            colour = COLOURS[next(s for s in _WORST_FIRST if s in part)] if part else COLOURS["pending"]
+            stops.append(f"{colour} {b}% {b + 1}%")
+        strip = (f'<div title="tasks 0 to {total - 1}, left to right" style="height:12px;max-width:600px;'
+                 f'background:linear-gradient(to right,{",".join(stops)})"></div>')
+        named = []
+        for state in ("stopped", "crashed", "failed"):
+            found = [i for i, s in enumerate(self.states) if s == state]
+            if found:
+                more = f" and {len(found) - LISTED} more" if len(found) > LISTED else ""
+                named.append(f"{state}: {', '.join(map(str, found[:LISTED]))}{more}")
+        return strip + "".join(f"<div>{line}</div>" for line in named)
+
+
+def _square(size: int) -> str:
+    return f"display:inline-block;width:{size}px;height:{size}px;margin:1px;border-radius:2px;background:"
 
 
 def shell() -> Any:
@@ -192,11 +224,10 @@ def open_view(total: int, limit: float, workers: int | str) -> View:
         except ImportError:  # no ipywidgets: the output and the results still work
             view = View(total, limit, workers)
         else:
-            # Redraw less often for big maps: each redraw sends every square.
-            view.start(0.1 + total / 5000)
+            view.start(MIN_INTERVAL)
         return view
     if _streams.usable(sys.stderr) and sys.stderr.isatty():
         view = LineView(total, limit, workers)
-        view.start(0.2)
+        view.start(MIN_INTERVAL)
         return view
     return View(total, limit, workers)

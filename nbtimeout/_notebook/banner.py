@@ -12,18 +12,19 @@ from __future__ import annotations
 import html
 
 from .._errors import BUDGET_RAN_OUT, OVERRAN, BudgetSpentError, CellCrashedError, CellTimeoutError
+from .._palette import COLOURS
 from .._units import format_duration
 
 # icon, title, accent. The icons are in DejaVu, so they render without an emoji font.
 LOOKS = {
-    "running": ("◷", "Running", "#1e88e5"),
-    "finished": ("✔", "Finished", "#43a047"),
-    "stopped": ("■", "Stopped", "#e53935"),
-    "continued": ("■", "Stopped (continuing)", "#fb8c00"),
-    "crashed": ("☠", "Crashed", "#8e24aa"),
-    "failed": ("✖", "Failed", "#e53935"),
-    "interrupted": ("⚠", "Interrupted", "#fb8c00"),
-    "spent": ("■", "Budget spent", "#e53935"),
+    "running": ("◷", "Running", COLOURS["running"]),
+    "finished": ("✔", "Finished", COLOURS["finished"]),
+    "stopped": ("■", "Stopped", COLOURS["stopped"]),
+    "continued": ("■", "Stopped (continuing)", COLOURS["stopped"]),
+    "crashed": ("☠", "Crashed", COLOURS["crashed"]),
+    "failed": ("✖", "Failed", COLOURS["failed"]),
+    "interrupted": ("⚠", "Interrupted", COLOURS["interrupted"]),
+    "spent": ("■", "Budget spent", COLOURS["stopped"]),
 }
 TINT = 0.14  # opacity of the accent behind the text: the text stays the theme's own colour
 NO_WHERE = "line unknown: the child died before it could report its stack"
