@@ -79,8 +79,12 @@ class Kernel:
     def pid(self) -> int:
         return self.manager.provisioner.process.pid
 
-    def run(self, code: str, timeout: float = 60, on_message: Any = None) -> Result:
-        return self._collect(self.client.execute(code, allow_stdin=False), code, timeout, on_message)
+    def run(self, code: str, timeout: float = 60, on_message: Any = None,
+            limit: dict[str, Any] | None = None) -> Result:
+        """Execute ``code``; ``limit``: a spec sent in the request's metadata, as ``nbtimeout run`` sends it."""
+        from nbtimeout._run.request import execute
+
+        return self._collect(execute(self.client, code, limit, allow_stdin=False), code, timeout, on_message)
 
     def run_answering(self, code: str, answers: list[str | None], timeout: float = 60) -> Result:
         """Run ``code`` with stdin allowed, answering each ``input_request`` with the next answer.

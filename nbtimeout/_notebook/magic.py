@@ -14,6 +14,7 @@ from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
 from .._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
 from . import budget as _budget
 from . import inkernel as _inkernel
+from . import request as _request
 from . import widget as _widget
 from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
 from .transform import CellHook
@@ -160,12 +161,16 @@ class TimeoutMagics(Magics):
 
     def wrap_cell(self, lines: list[str]) -> list[str]:
         """Input transformer: put ``%%timeout <every_cell>`` on top of a cell that has no limit."""
-        if not (self.every_cell or self._budget) or self._depth or not "".join(lines).strip():
+        if self._depth or not "".join(lines).strip():
+            return lines
+        requested = _request.requested_line(self.shell)  # the cell's own limit, from its metadata
+        if not (requested or self.every_cell or self._budget):
             return lines
         first = lines[0].lstrip()
-        if first.startswith(("%%timeout", "%timeout")):
+        if first.startswith(("%%timeout", "%timeout")):  # a typed line wins over any metadata
             return lines
-        limit = self.every_cell or self._budget.every_cell_line  # a budget caps it when the cell runs
+        # A budget caps it when the cell runs.
+        limit = requested or self.every_cell or self._budget.every_cell_line
         return [f"%%timeout {limit} {EVERY_CELL_FLAG}\n", *lines]
 
 

@@ -1,0 +1,1 @@
+"""The client side of limits a notebook carries: ``nbtimeout run``, the papermill engine, the kernelspec."""
