@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(parser: argparse.ArgumentParser, args: Any) -> int:
     import nbformat
 
-    from .client import KernelWithoutNbtimeout, TimeoutClient, plan
+    from .client import KernelWithoutNbtimeoutError, TimeoutClient, plan
     from .progress import Progress
 
     if not args.notebook.is_file():
@@ -90,7 +90,7 @@ def _run(parser: argparse.ArgumentParser, args: Any) -> int:
     problem = None
     try:
         client.execute()
-    except KernelWithoutNbtimeout as err:
+    except KernelWithoutNbtimeoutError as err:
         problem = str(err)
     except Exception as err:  # nbclient's CellExecutionError, a dead kernel: the notebook is still written
         problem = None if type(err).__name__ == "CellExecutionError" else f"{type(err).__name__}: {err}"

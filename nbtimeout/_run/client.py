@@ -23,7 +23,7 @@ _CRASHED = {"CellCrashedError"}
 NOT_RUN = "not run"
 
 
-class KernelWithoutNbtimeout(RuntimeError):
+class KernelWithoutNbtimeoutError(RuntimeError):
     """The kernel could not load nbtimeout: it is not installed in the kernel's environment."""
 
 
@@ -83,7 +83,7 @@ class LimitsMixin:
         msg_id = client.execute(load, silent=True, store_history=False)
         reply = await self.async_wait_for_reply(msg_id)  # type: ignore[attr-defined]
         if (reply or {}).get("content", {}).get("status") != "ok":
-            raise KernelWithoutNbtimeout("the kernel could not load nbtimeout: install it into the "
+            raise KernelWithoutNbtimeoutError("the kernel could not load nbtimeout: install it into the "
                                          "kernel's environment (pip install nbtimeout)")
         self.kc = _SendsLimits(client, self)
         return self.kc
@@ -137,4 +137,4 @@ class TimeoutClient(LimitsMixin, NotebookClient):
     """``nbclient.NotebookClient`` with the notebook's limits enforced in the kernel."""
 
 
-__all__ = ["NOT_RUN", "KernelWithoutNbtimeout", "LimitError", "LimitsMixin", "TimeoutClient", "outcome", "plan"]
+__all__ = ["NOT_RUN", "KernelWithoutNbtimeoutError", "LimitError", "LimitsMixin", "TimeoutClient", "outcome", "plan"]

@@ -1,7 +1,8 @@
 """``papermill --engine nbtimeout``: papermill's own execution, with limits enforced in the kernel.
 
-Registered in the ``papermill.engine`` entry-point group (the name papermill reads). Each cell's limit comes from the notebook's
-metadata (``nbtimeout._limits``); ``--execution-timeout`` becomes the default limit of every cell,
+Registered in the ``papermill.engine`` entry-point group (the name papermill reads). Each cell's
+limit comes from the notebook's metadata (``nbtimeout._limits``); ``--execution-timeout`` becomes the
+default limit of every cell,
 enforced in the kernel instead of nbclient's client-side timer, so a stopped cell gets papermill's
 error banner and status, and the cells after it stay ``pending``.
 """

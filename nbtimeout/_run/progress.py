@@ -64,7 +64,8 @@ class Progress:
                 elapsed = time.monotonic() - started
                 if limit:
                     filled = min(BAR, int(BAR * elapsed / limit))
-                    shown = f"{format_duration(elapsed)} of {format_duration(limit)} [{'#' * filled}{'.' * (BAR - filled)}]"
+                    bar = "#" * filled + "." * (BAR - filled)
+                    shown = f"{format_duration(elapsed)} of {format_duration(limit)} [{bar}]"
                 else:
                     shown = f"{format_duration(elapsed)} (no limit)"
                 self.stream.write(f"\r\x1b[K{self._label(index)}: {shown}")
