@@ -59,8 +59,11 @@ class Pickler(cloudpickle.Pickler):
     """cloudpickle's Pickler; code objects keep their ``co_filename``."""
 
     # cloudpickle's reducer_override leaves code objects to the dispatch table (every version from
-    # 2.2 on), so an entry in front of its own one sees each of them, nested ones included.
-    dispatch_table: ClassVar[ChainMap] = ChainMap({types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table)
+    # 2.2 on), so an entry in front of its own ones sees each of them, nested ones included. Its
+    # maps are chained here themselves (live, one level): every object's lookup goes through this.
+    dispatch_table: ClassVar[ChainMap] = ChainMap({types.CodeType: _code_reduce},
+                                                  *getattr(cloudpickle.Pickler.dispatch_table, "maps",
+                                                           [cloudpickle.Pickler.dispatch_table]))
 
 
 def dumps(obj: Any, protocol: int = 5, buffer_callback: Callable[[Any], Any] | None = None) -> bytes:
