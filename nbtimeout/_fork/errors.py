@@ -16,8 +16,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
-
+from .. import _pickling as pickling
 from .._traceback import RemoteTraceback, attach
 from .frames import frames_of_traceback, scopes
 from .protocol import ChildError
@@ -73,7 +72,7 @@ def _pickled(error: BaseException) -> tuple[bytes | None, str]:
     why = ""
     for payload in (error, _Raw(error)):
         try:
-            blob = cloudpickle.dumps(payload, protocol=5)
+            blob = pickling.dumps(payload, protocol=5)
             pickle.loads(blob)
             return blob, ""
         except Exception as err:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import cloudpickle
+from .. import _pickling as pickling
 
 STREAM, DISPLAY, CLEAR, DONE = "stream", "display", "clear", "done"
 # The child says when the user's code starts and ends: the limit counts only that (see engine.py).
@@ -67,7 +67,7 @@ class Packed:
 def pack(obj: Any) -> Packed:
     """``obj`` pickled with cloudpickle; raises what pickling raises."""
     buffers: list[pickle.PickleBuffer] = []
-    data = cloudpickle.dumps(obj, protocol=5, buffer_callback=lambda b: _out_of_band(b, buffers))
+    data = pickling.dumps(obj, protocol=5, buffer_callback=lambda b: _out_of_band(b, buffers))
     return Packed(data, buffers, type_name(obj))
 
 
@@ -114,7 +114,7 @@ def send_done(conn: Connection, envelope: Envelope) -> None:
             envelope.value, envelope.error = None, failure(lost).error
     buffers: list[pickle.PickleBuffer] = []
     # Pickle before sending anything, so a failure leaves the pipe clean for a retry.
-    head = cloudpickle.dumps(envelope, protocol=5, buffer_callback=lambda b: _out_of_band(b, buffers))
+    head = pickling.dumps(envelope, protocol=5, buffer_callback=lambda b: _out_of_band(b, buffers))
     conn.send((DONE, len(head), [b.raw().nbytes for b in buffers]))
     conn.send_bytes(head)
     for buffer in buffers:

@@ -14,9 +14,7 @@ import pickle
 import types
 from typing import Any
 
-import cloudpickle
-from cloudpickle.cloudpickle import _function_getstate, _make_empty_cell
-
+from .. import _pickling as pickling
 from .protocol import OUT_OF_BAND
 from .refs import Path, Registry, describe, resolve
 
@@ -36,9 +34,9 @@ def _same(obj: Any) -> Any:
     return obj
 
 
-class RefPickler(cloudpickle.Pickler):
-    """cloudpickle, but registered objects go as indices into ``table`` and cell functions get the
-    kernel's globals."""
+class RefPickler(pickling.Pickler):
+    """cloudpickle (code objects keeping their file names, see _pickling.py), but registered
+    objects go as indices into ``table`` and cell functions get the kernel's globals."""
 
     def __init__(self, file: Any, registry: Registry, buffer_callback: Any = None) -> None:
         super().__init__(file, protocol=5, buffer_callback=buffer_callback)
@@ -70,8 +68,8 @@ class RefPickler(cloudpickle.Pickler):
     def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
         if func.__globals__ is not self.registry.namespace:
             return super()._dynamic_function_reduce(func)
-        closure = None if func.__closure__ is None else tuple(_make_empty_cell() for _ in func.__closure__)
-        state, slotstate = _function_getstate(func)
+        closure = None if func.__closure__ is None else tuple(pickling.make_empty_cell() for _ in func.__closure__)
+        state, slotstate = pickling.function_getstate(func)
         del slotstate["__globals__"], slotstate["_cloudpickle_submodules"]
         return _kernel_function, (func.__code__, closure), (state, slotstate), None, None, _set_function_state
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-import cloudpickle
-
+from .. import _pickling as pickling
 from .._errors import CellCrashedError, CellResultError, CellTimeoutError
 from .._fork.child import failure
 from .._fork.errors import rebuild
@@ -45,12 +44,12 @@ def pack(envelope: Envelope, status: str = FAILED) -> Parcel:
     """
     if envelope.error is None:
         try:
-            return FINISHED, cloudpickle.dumps(envelope.value, protocol=5)
+            return FINISHED, pickling.dumps(envelope.value, protocol=5)
         except BaseException as err:  # a __reduce__ may raise anything
             problem = CellResultError(f"the value fn returned, a {_describe(envelope.value)}, could not be "
                                       f"pickled to send it back: {_said(err)}")
-            return FAILED, cloudpickle.dumps(failure(problem).error, protocol=5)
-    return status, cloudpickle.dumps(envelope.error, protocol=5)
+            return FAILED, pickling.dumps(failure(problem).error, protocol=5)
+    return status, pickling.dumps(envelope.error, protocol=5)
 
 
 def error_parcel(error: BaseException, status: str) -> Parcel:

@@ -19,8 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
+from .. import _pickling as pickling
 from .._errors import CellCrashedError, CellResultError
 from .._units import format_duration
 from .carry import unpack
@@ -117,14 +116,14 @@ def run_on(backend: _Futures, fn: Callable[[Any], Any], items: list[Any], limit:
            memory: int | None) -> Results:
     """Every task on ``backend``'s executor; one Outcome per item, in order."""
     try:
-        fn_blob = cloudpickle.dumps(fn, protocol=5)
+        fn_blob = pickling.dumps(fn, protocol=5)
     except Exception as err:
         raise CellResultError(f"fn could not be pickled to send it to the executor: {err}") from err
     results: list[Outcome | None] = [None] * len(items)
     blobs = []
     for index, item in enumerate(items):
         try:
-            blobs.append((index, cloudpickle.dumps(item, protocol=5)))
+            blobs.append((index, pickling.dumps(item, protocol=5)))
         except Exception as err:  # this task alone cannot be sent
             error = CellResultError(f"item {index} could not be pickled to send it to the executor: {err}")
             results[index] = Outcome(index, item, FAILED, error=error)

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-import cloudpickle
-
+from .. import _pickling as pickling
 from .._fork.capture import route_child_output
 from .._fork.child import _limit_memory, _unlimit_memory, outcome
 from .._fork.threads import guard_kernel_threads
@@ -57,7 +56,7 @@ def serve(conn: Connection, task_for: Callable[[Any], Callable[[], Any]], parent
             flush_child_files()  # what the task wrote reaches its files even if the worker is killed
             LIBC.fflush(None)  # C stdio output belongs to this task, not the next one
             # One message, one write: the parent wakes once. The parcel always pickles (see carry).
-            conn.send_bytes(cloudpickle.dumps((RESULT, pack(envelope)), protocol=5))
+            conn.send_bytes(pickling.dumps((RESULT, pack(envelope)), protocol=5))
     except BaseException:  # mostly the parent gone (a broken pipe): the parent sees a crash
         os._exit(70)
     finally:
