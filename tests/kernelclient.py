@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from jupyter_client.manager import KernelManager
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -142,8 +143,19 @@ class Kernel:
         assert result.status == "ok", result.traceback
         return ast.literal_eval(result.stream().strip())
 
+    def kernel_info(self, timeout: float = 30) -> dict[str, Any]:
+        """The kernel's ``kernel_info_reply`` content."""
+        msg_id = self.client.kernel_info()
+        reply = self.client.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.client.get_shell_msg(timeout=timeout)
+        return reply["content"]
+
     def create_subshell(self, timeout: float = 30) -> str:
-        """A new kernel subshell (ipykernel 7, on the control channel); its ``subshell_id``."""
+        """A new kernel subshell (ipykernel 7, on the control channel); its ``subshell_id``. The test
+        is skipped on a kernel that does not list subshells among its features (ipykernel 6)."""
+        if "kernel subshells" not in self.kernel_info().get("supported_features", []):
+            pytest.skip("this kernel has no subshells (ipykernel 7 added them)")
         request = self.client.session.msg("create_subshell_request", {})
         self.client.control_channel.send(request)
         while True:

@@ -15,7 +15,12 @@ import types
 from typing import Any
 
 import cloudpickle
-from cloudpickle.cloudpickle import _function_getstate, _make_empty_cell
+from cloudpickle.cloudpickle import _make_empty_cell
+
+try:
+    from cloudpickle.cloudpickle import _function_getstate
+except ImportError:  # cloudpickle 2.x keeps its Pickler's helpers in cloudpickle_fast (3.0 merged them)
+    from cloudpickle.cloudpickle_fast import _function_getstate
 
 from .protocol import OUT_OF_BAND
 from .refs import Path, Registry, describe, resolve
