@@ -133,6 +133,11 @@ class Kernel:
         reply = self.client.get_shell_msg(timeout=timeout)
         while reply["parent_header"].get("msg_id") != msg_id:
             reply = self.client.get_shell_msg(timeout=timeout)
+        if reply["content"]["status"] == "error":
+            # ipykernel 6 aborts execute requests after an error until a callback it queues once the
+            # reply is out: a client as quick as this one can land its next cell in that window (a
+            # person cannot). One round trip on the shell channel puts that callback ahead of it.
+            self.kernel_info(timeout)
         return Result(reply["content"], messages)
 
     def value(self, expr: str) -> Any:
