@@ -23,7 +23,7 @@ from typing import Any
 
 from .._errors import NO_ASYNC_EXC, NO_SIGNAL, NO_SIGNAL_THREAD, _Expired
 from .._where import PACKAGE_DIR
-from . import ktimer, watchdog
+from . import ktimer, landing, watchdog
 from .watchdog import BUSY, GONE, HOLD, SENT, STOPPED, Deadline
 
 # nbtimeout frames that only call user code (the decorator's wrapper). Innermost at the stop, they
@@ -103,6 +103,9 @@ class ThreadDelivery:
         deadline.tracer = (sys.gettrace(), sys.getprofile())
 
     def deliver(self, deadline: Deadline) -> str:
+        # The thread raises the stop itself, where it lands (landing.py), where it can.
+        if landing.available() and (verdict := landing.deliver(deadline, classify)) is not None:
+            return verdict
         frame = watchdog.running(deadline.ident)
         verdict = classify(frame, deadline, deadline.tracer or (None, None))
         if verdict != STOPPED:

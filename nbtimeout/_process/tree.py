@@ -15,6 +15,7 @@ import gc
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -170,9 +171,17 @@ def _reap(pids: set[int]) -> None:
     """Reap exited children: through their ``Popen`` when there is one, so its returncode is true."""
     import subprocess
 
-    for obj in gc.get_objects():
+    objects = gc.get_objects()
+    # asyncio's children are its own to reap: its watcher (a thread blocked in waitpid() up to 3.11,
+    # the loop reading a pidfd since 3.12) sets the returncode the cell's Process reports. Reaped
+    # here first, the watcher finds the status gone and reports 255.
+    base = sys.modules.get("asyncio.base_subprocess")
+    asyncios = {id(getattr(obj, "_proc", None)) for obj in objects
+                if base is not None and isinstance(obj, base.BaseSubprocessTransport)}
+    for obj in objects:
         if isinstance(obj, subprocess.Popen) and obj.returncode is None and obj.pid in pids:
-            obj.poll()
+            if id(obj) not in asyncios:
+                obj.poll()
             pids.discard(obj.pid)
     for pid in pids:
         with contextlib.suppress(ChildProcessError):  # someone else (os.system, asyncio) reaped it
