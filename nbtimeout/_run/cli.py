@@ -113,7 +113,8 @@ def _parameterize(parser: argparse.ArgumentParser, nb: Any, pairs: list[list[str
         except (ValueError, SyntaxError):
             return text  # a bare word is a string, as papermill's -p takes it
 
-    for cell in nb.cells:  # papermill reads every cell's tags
+    nb.metadata.setdefault("papermill", {})  # what papermill's own loader adds before parameterizing
+    for cell in nb.cells:
         cell.metadata.setdefault("tags", [])
     return parameterize_notebook(nb, {name: value(text) for name, text in pairs})
 
