@@ -2,8 +2,9 @@
 
 Clients that know a cell's limit from the notebook's metadata (``nbtimeout run``, the papermill
 engine, the JupyterLab extension) send it with the request; ipykernel keeps the request being handled
-as the kernel's parent, so the every-cell hook can read it while it transforms the cell. History,
-``In[n]``, tracebacks and line numbers stay as typed.
+as the kernel's parent, so the every-cell hook can read it while it transforms the cell. The source
+sent stays as typed and line numbers stay the user's; ``In[n]`` holds the added magic line, as under
+``%timeout`` (an open gap of issue 21).
 """
 
 from __future__ import annotations
