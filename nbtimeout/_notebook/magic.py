@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import math
 import sys
 import time
-from collections.abc import Generator
+import weakref
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -12,9 +16,12 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
 
 from .._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
+from .._units import MAX_GRACE
 from . import budget as _budget
 from . import inkernel as _inkernel
+from . import shown as _shown
 from . import widget as _widget
+from .cell import CompiledCell
 from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
 from .transform import CellHook
 
@@ -28,13 +35,13 @@ class TimeoutMagics(Magics):
     every_cell = Unicode(
         "", help="Arguments of a limit on every cell, as %timeout takes them ('30', '2m -m fork'); "
                  "empty for none.").tag(config=True)
-    grace = Float(1.0, min=0.0, help="On a stop: seconds between SIGTERM and SIGKILL for the fork child and "
-                                     "the processes a cell started.").tag(config=True)
+    grace = Float(1.0, min=0.0, max=MAX_GRACE, help="On a stop: seconds between SIGTERM and SIGKILL for the "
+                                                    "fork child and the processes a cell started.").tag(config=True)
     quiet = Bool(False, help="No live countdown and no '✔ Finished' line; only the banner of a stopped or "
                              "crashed cell.").tag(config=True)
     countdown_after = Float(
         1.0, min=0.0, help="Seconds a timed cell runs before its countdown appears; a cell that ends "
-                           "sooner shows none (and sends no message).").tag(config=True)
+                           "sooner shows none (and sends no message); inf: never.").tag(config=True)
     show_finished = Enum(
         ("typed", "always", "never"), "typed",
         help="Which cells that finished within their limit leave a '✔ Finished in …' line: 'typed' "
@@ -46,6 +53,13 @@ class TimeoutMagics(Magics):
         super().__init__(shell, **kwargs)
         self._depth = 0  # timed cells in progress: nested cells and their bodies are not re-wrapped
         self._budget: _budget.Budget | None = None  # %timeout --budget
+
+    @validate("grace", "countdown_after")
+    def _check_number(self, proposal: dict[str, Any]) -> float:
+        value = proposal["value"]
+        if math.isnan(value):
+            raise TraitError(f"TimeoutMagics.{proposal['trait'].name} must be a number of seconds, not nan")
+        return value
 
     @validate("every_cell")
     def _check_every_cell(self, proposal: dict[str, Any]) -> str:
@@ -91,29 +105,46 @@ class TimeoutMagics(Magics):
             return self._every_cell_magic(line)
         options = self._options(line)
         if options.awaited:  # the cell's code awaits what we return (see transform.py)
-            return _inkernel.Awaiting(self._timed(line, cell, options))
-        return _inkernel.drive(self._timed(line, cell, options))
+            return _inkernel.Awaiting(self._timed_awaited(line, cell, options))
+        # Not a generator: the cell's own StopIteration (next(iter([]))) must leave as it is.
+        with self._timing(line, cell, options) as (options, compiled):
+            return self._run(options, compiled)
+        return None  # stopped, with -c
 
-    def _timed(self, line: str, cell: str, options: Options) -> Generator[Any, Any, Any]:
-        """The timed run of a cell; a generator that yields only while a cell that awaits waits."""
+    def _timed_awaited(self, line: str, cell: str, options: Options) -> Generator[Any, Any, Any]:
+        """The timed run of a cell that awaits; it yields while the cell waits."""
+        __tracebackhide__ = True
+        with self._timing(line, cell, options) as (options, compiled):
+            return (yield from self._run(options, compiled).__await__())
+        return None  # stopped, with -c
+
+    @contextlib.contextmanager
+    def _timing(self, line: str, cell: str, options: Options) -> Iterator[tuple[Options, CompiledCell]]:
+        """Around the timed run of a cell: its options and compiled body, its countdown and record,
+        the budget, and how its error is shown. Suppresses a stop with ``-c``."""
         __tracebackhide__ = True
         self._depth += 1
+        outermost = self._depth == 1
         started, budget = time.monotonic(), self._budget
         try:
             # A SyntaxError, or an engine that cannot run here, shows no countdown.
             options, compiled = _inkernel.prepare(self.shell, line, cell, options)
             options = budget.cap(options) if budget else options
+            options = dataclasses.replace(options, origin=self._origin(options))
             # The countdown shows the banner of a stopped or crashed cell, and the record of a finished one.
             with _widget.countdown(options, self.shell, self.countdown_after, self._shows_finished(options)):
-                if budget:
-                    budget.check()  # spent: stopped before it starts
-                value = self._run(options, compiled)
-                return (yield from value.__await__()) if options.awaited else value
+                try:
+                    yield options, compiled
+                except BaseException as err:
+                    _shown.place_stop(err, compiled.filename, compiled.last_line, self.shell.user_ns)
+                    if outermost:  # the cell's own error: shown from the user's first frame
+                        _shown.show_as_typed(err, compiled.filename, self.shell)
+                    raise
         except (CellTimeoutError, CellCrashedError) as err:
             if budget:
                 budget.explain(err, options)
             if options.keep_going and isinstance(err, CellTimeoutError):
-                return None
+                return
             raise
         except EngineUnavailableError as err:
             raise UsageError(f"%%timeout: {err}") from None
@@ -122,6 +153,14 @@ class TimeoutMagics(Magics):
             if budget and not self._depth:
                 budget.charge(time.monotonic() - started)
 
+    def _origin(self, options: Options) -> str:
+        """The limit as a record names it."""
+        if options.budget:
+            return "the notebook's budget"
+        if options.added:
+            return f"%timeout {self.every_cell} for every cell" if self.every_cell else "the notebook's budget"
+        return "%%timeout"
+
     def _shows_finished(self, options: Options) -> bool:
         """Whether this run, if it finishes within its limit, leaves a '✔ Finished' line."""
         return not options.quiet and (self.show_finished == "always" or (
@@ -129,6 +168,8 @@ class TimeoutMagics(Magics):
 
     def _run(self, options: Options, compiled: Any) -> Any:
         __tracebackhide__ = True
+        if self._budget:
+            self._budget.check()  # spent: stopped before it starts
         if options.mode == "fork":
             from .._fork.cell import run_cell  # imported on first use: signal-only users skip it
 
@@ -169,6 +210,11 @@ class TimeoutMagics(Magics):
         return [f"%%timeout {limit} {EVERY_CELL_FLAG}\n", *lines]
 
 
+# What ``unload`` took away, kept for a ``load`` in the same cell: %reload_ext keeps the every-cell
+# limit and the budget (with what it has used); %unload_ext, then %load_ext later, starts afresh.
+_unloaded: weakref.WeakKeyDictionary[Any, tuple[int, str, _budget.Budget | None]] = weakref.WeakKeyDictionary()
+
+
 def load(shell: Any) -> None:
     """Register the magics and the every-cell transformer (idempotent)."""
     if _find(shell) is not None:
@@ -178,6 +224,9 @@ def load(shell: Any) -> None:
     except TraitError:
         _drop_bad_settings(shell)  # a bad %config value must not keep the extension from loading
         magics = TimeoutMagics(shell)
+    count, every_cell, budget = _unloaded.pop(shell, (None, "", None))
+    if count == getattr(shell, "execution_count", None):
+        magics.every_cell, magics._budget = every_cell or magics.every_cell, budget
     shell.register_magics(magics)
     shell.input_transformers_cleanup.append(CellHook(magics))
 
@@ -199,6 +248,7 @@ def unload(shell: Any) -> None:
     magics = _find(shell)
     if magics is None:
         return
+    _unloaded[shell] = (getattr(shell, "execution_count", None), magics.every_cell, magics._budget)
     shell.input_transformers_cleanup[:] = [t for t in shell.input_transformers_cleanup
                                            if getattr(t, "magics", None) is not magics]
     for kind in ("line", "cell"):
