@@ -7,10 +7,10 @@ import re
 import threading
 
 _NUMBER = r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity))"
-_DURATION = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>ms|s|sec|m|min|h)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>ms|s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
 _SIZE = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 
-_SECONDS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_SECONDS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _BYTES = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 # The longest wait nbtimeout makes: threading's waits (TIMEOUT_MAX) and epoll/poll, whose timeout is
@@ -18,7 +18,7 @@ _BYTES = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 MAX_WAIT = min(threading.TIMEOUT_MAX, (2**31 - 1) / 1000)
 MAX_GRACE = min(86400.0, MAX_WAIT / 10)  # a day between SIGTERM and SIGKILL is more than any cleanup needs
 MAX_LIMIT = min(20 * 86400.0, MAX_WAIT - MAX_GRACE)  # 20 days where the platform allows it
-UNITS = ("ms", "s", "sec", "m", "min", "h")
+UNITS = ("ms", "s", "sec", "m", "min", "h", "d")
 
 DURATION_HELP = "a positive number of seconds (5.01) or a number with a unit: 500ms, 2s, 1.5m, 1h"
 SIZE_HELP = "a positive size with a unit: 512MB, 2GB (powers of 1024)"

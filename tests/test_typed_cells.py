@@ -141,3 +141,55 @@ def test_unload_then_load_in_a_later_cell_starts_afresh(kernel):
     assert kernel.run("%unload_ext nbtimeout").status == "ok"
     assert kernel.run("%load_ext nbtimeout").status == "ok"
     assert "every cell: off" in kernel.run("%timeout").stream()
+
+
+# --- bad values: refused in one line, nothing left broken ------------------------------------------
+
+@pytest.mark.parametrize("line", ["700h -m fork", "1e10", "1e300", "1000h -m fork"])
+def test_a_limit_longer_than_nbtimeout_can_wait_for_is_refused_in_one_line(kernel, line):
+    result = kernel.run(f"%%timeout {line}\nbody_ran = True")
+    assert result.ename == "UsageError"
+    assert "is longer than nbtimeout can wait for: at most 20 d" in result.evalue
+    assert "\n" not in result.evalue
+    assert len(result.evalue) < 150  # no 300-digit number
+    assert "body_ran" not in kernel.value("dir()")
+    refused = kernel.run(f"%timeout {line}")
+    assert refused.ename == "UsageError"
+    assert kernel.run("1 + 1").out == "2"  # the every-cell limit was not taken: later cells run
+
+
+def test_after_a_refused_long_limit_the_processes_of_a_cell_are_still_stopped_on_time(kernel):
+    assert kernel.run("%%timeout 1e10\nimport os").ename == "UsageError"
+    result = kernel.run("%%timeout 1 -q\nimport os, time\nt0 = time.monotonic()\ntry:\n    os.system('sleep 4')\n"
+                        "finally:\n    took = time.monotonic() - t0")
+    assert result.ename == "CellTimeoutError"
+    assert kernel.value("took") < 3.0
+
+
+def test_countdown_after_inf_means_never_and_nan_is_refused(kernel):
+    magics = "get_ipython().magics_manager.registry['TimeoutMagics']"
+    try:
+        assert kernel.run("%config TimeoutMagics.countdown_after = float('inf')").status == "ok"
+        result = kernel.run("%%timeout 3\nimport time\ntime.sleep(1.3)")
+        assert result.status == "ok"
+        assert result.stream("stderr") == ""  # no traceback from the countdown thread
+        assert not [m for m in result.of("update_display_data")]
+        refused = kernel.run("%config TimeoutMagics.countdown_after = float('nan')")
+        assert "not nan" in refused.stream("stderr")
+        assert kernel.value(f"str({magics}.countdown_after)") == "inf"
+        assert "not nan" in kernel.run("%config TimeoutMagics.grace = float('nan')").stream("stderr")
+        assert kernel.value(f"{magics}.grace") == 1.0
+    finally:
+        kernel.run("%config TimeoutMagics.countdown_after = 1.0")
+
+
+@pytest.mark.parametrize("line", ["5 s", "5 # a comment", "500 ms -q", "5 -m fork --memory 2 GB"])
+def test_a_unit_apart_and_a_comment_on_the_magic_line_are_taken(kernel, line):
+    result = kernel.run(f"%%timeout {line}\n'ran'")
+    assert (result.status, result.out) == ("ok", "'ran'"), result.evalue
+
+
+def test_a_negative_memory_is_refused_for_its_value(kernel):
+    result = kernel.run("%%timeout 1 -m fork --memory -1GB\n'ran'")
+    assert result.ename == "UsageError"
+    assert result.evalue.startswith("%%timeout: --memory '-1GB' must be finite and greater than zero")

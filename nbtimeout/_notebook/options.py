@@ -24,7 +24,8 @@ MAX_MEMORY = 1 << 60  # 1 EiB: beyond any machine, and far inside what RLIMIT_AS
 _ZERO = re.compile(r"^\s*\+?(0+(\.0*)?|\.0+)\s*(ms|s|sec|m|min|h)?\s*$", re.IGNORECASE)
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _SIZE_UNIT = re.compile(r"^[kmgt]i?b?$|^b$", re.IGNORECASE)
-_VALUED = ("-m", "--mode", "-g", "--grace", "--memory", "--budget")  # options that take a value
+_LONG = {"-m": "--mode", "-g": "--grace", "--mode": "--mode", "--grace": "--grace", "--memory": "--memory",
+         "--budget": "--budget"}  # the options that take a value
 
 
 _ARGUMENTS = [  # top to bottom as in the help
@@ -98,8 +99,8 @@ def _joined(words: list[str]) -> list[str]:
         unit = word.lower() in UNITS or (sized and _SIZE_UNIT.match(word))
         if unit and _NUMBER.match(previous.split("=")[-1]):
             out[-1] = previous + word
-        elif previous in _VALUED and word.startswith("-") and word not in _VALUED:
-            out[-1] = f"{previous}={word}"
+        elif previous in _LONG and word.startswith("-") and word not in _LONG:
+            out[-1] = f"{_LONG[previous]}={word}"
         else:
             out.append(word)
     return out

@@ -69,6 +69,7 @@ class Countdown:
         self.live = self.live and self._pub is not None and after <= MAX_WAIT
         self._session = getattr(getattr(shell, "kernel", None), "session", None)
         self._counted: int | None = None  # the kernel's message count after our last line was sent
+        self._moved = False  # something was sent after our line appeared: it is not the last output
         self._cleared = False  # the cell called clear_output: the shown line is gone from the page
         budget = f", what is left of the {format_duration(options.budget)} budget" if options.budget else ""
         self.tail = f"of {format_duration(options.limit)} ({options.mode} engine{budget})"
@@ -142,18 +143,29 @@ class Countdown:
             update = False  # the cell cleared its output, the line with it: show it anew, same id
         self._cleared = False
         transient = {"display_id": self.slot} if self.slot else {}
+        before = self._count()
         self._publish(data=data, metadata={}, transient=transient, update=update)
         self.sent += 1
-        self._counted = getattr(self._session, "message_count", None)
+        after = self._count()
+        # The kernel sent something else since our line appeared (publish flushes the streams first):
+        # the line is no longer the cell's last output.
+        if update and (before is None or before != self._counted or after != before + 1):
+            self._moved = True
+        self._counted = after
+
+    def _count(self) -> int | None:
+        """How many messages the kernel has sent (each takes a number from its session), or None."""
+        count = getattr(self._session, "message_count", None)
+        return count if isinstance(count, int) else None
 
     def _last_out(self) -> bool:
-        """Whether the line we showed is still the cell's last output: the kernel sent no message
-        since (a print, a display); without a count to tell, it is not."""
+        """Whether the line we showed is still the cell's last output: the kernel sent no other
+        message since it appeared (a print, a display); without a count to tell, it is not."""
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()  # what the cell printed is sent now, so it is counted
-        count = getattr(self._session, "message_count", None)
-        return count is not None and count == self._counted
+        count = self._count()
+        return not self._moved and count is not None and count == self._counted
 
     def _watch_clear_output(self) -> None:
         """Note when the cell clears its output (``clear_output()``, also replayed from a fork child)."""
