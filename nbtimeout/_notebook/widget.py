@@ -67,7 +67,7 @@ class Countdown:
         self._publish = getattr(self._pub, "publish", _nowhere)  # a shell that cannot display shows nothing
         # countdown_after = inf (or longer than any wait): never a countdown
         self.live = self.live and self._pub is not None and after <= MAX_WAIT
-        self._session = getattr(getattr(shell, "kernel", None), "session", None)
+        self._session = getattr(shell.kernel, "session", None) if self.live else None
         self._counted: int | None = None  # the kernel's message count after our last line was sent
         self._moved = False  # something was sent after our line appeared: it is not the last output
         self._cleared = False  # the cell called clear_output: the shown line is gone from the page
@@ -183,6 +183,9 @@ class Countdown:
 
     def _record(self, error: BaseException | None, elapsed: float) -> None:
         options = self.options
+        if error is None and self.slot is None and not self.show_finished and not _banner.late(
+                elapsed, options.limit, options.mode):
+            return  # the common quiet end: nothing to show, nothing to word
         state, text, where = _banner.ended(error, getattr(error, "elapsed", elapsed), options.limit,
                                            options.mode, options.keep_going, options.budget,
                                            getattr(options, "origin", "%%timeout"))
