@@ -193,3 +193,12 @@ def test_a_negative_memory_is_refused_for_its_value(kernel):
     result = kernel.run("%%timeout 1 -m fork --memory -1GB\n'ran'")
     assert result.ename == "UsageError"
     assert result.evalue.startswith("%%timeout: --memory '-1GB' must be finite and greater than zero")
+
+
+def test_an_every_cell_limit_with_a_comment_keeps_the_users_line_numbers(kernel):
+    code = "x = 1\n1 / 0"
+    plain = kernel.run(code)
+    with every_cell(kernel, "5 # the default for this notebook"):
+        assert "every cell: %%timeout 5\n" in kernel.run("%timeout").stream()
+        result = kernel.run(code)
+    assert frames(result.traceback) == frames(plain.traceback) == ["Cell In[N], line 2", "----> 2 1 / 0"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import shlex
 import sys
 import time
 import weakref
@@ -22,7 +23,7 @@ from . import inkernel as _inkernel
 from . import shown as _shown
 from . import widget as _widget
 from .cell import CompiledCell
-from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
+from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments, words
 from .transform import CellHook
 
 
@@ -189,7 +190,7 @@ class TimeoutMagics(Magics):
                 self._budget = _budget.from_args(args)
             else:
                 self._options(text)  # a UsageError names what is wrong before anything changes
-                self.every_cell = text
+                self.every_cell = shlex.join(words(text))  # without a comment: the line is added to each cell
         print(self.describe_settings())
 
     def describe_settings(self) -> str:

@@ -79,14 +79,18 @@ def parse(magic: Callable[..., object], line: str) -> Any:
     (``5 s``, ``--memory 2 GB``) and an option's value may start with ``-`` (``--memory -1GB``
     is then refused for its value, not as a missing argument)."""
     try:
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=False)
-        lexer.whitespace_split, lexer.commenters = True, "#"
-        words = list(lexer)
-    except ValueError as err:
-        raise UsageError(f"%%timeout: {err}") from None
-    try:
-        return parse_argstring(magic, shlex.join(_joined(words)))
+        return parse_argstring(magic, shlex.join(_joined(words(line))))
     except UsageError as err:
+        raise UsageError(f"%%timeout: {err}") from None
+
+
+def words(line: str) -> list[str]:
+    """The words of a magic line, as the shell splits them, without a trailing ``# comment``."""
+    try:
+        lexer = shlex.shlex(line, posix=True)
+        lexer.whitespace_split, lexer.commenters = True, "#"
+        return list(lexer)
+    except ValueError as err:
         raise UsageError(f"%%timeout: {err}") from None
 
 
