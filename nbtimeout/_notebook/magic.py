@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import shlex
 import sys
 import time
 import weakref
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -108,51 +107,16 @@ class TimeoutMagics(Magics):
         if options.awaited:  # the cell's code awaits what we return (see transform.py)
             return _inkernel.Awaiting(self._timed_awaited(line, cell, options))
         # Not a generator: the cell's own StopIteration (next(iter([]))) must leave as it is.
-        with self._timing(line, cell, options) as (options, compiled):
+        with _Timing(self, line, cell, options) as (options, compiled):
             return self._run(options, compiled)
         return None  # stopped, with -c
 
     def _timed_awaited(self, line: str, cell: str, options: Options) -> Generator[Any, Any, Any]:
         """The timed run of a cell that awaits; it yields while the cell waits."""
         __tracebackhide__ = True
-        with self._timing(line, cell, options) as (options, compiled):
+        with _Timing(self, line, cell, options) as (options, compiled):
             return (yield from self._run(options, compiled).__await__())
         return None  # stopped, with -c
-
-    @contextlib.contextmanager
-    def _timing(self, line: str, cell: str, options: Options) -> Iterator[tuple[Options, CompiledCell]]:
-        """Around the timed run of a cell: its options and compiled body, its countdown and record,
-        the budget, and how its error is shown. Suppresses a stop with ``-c``."""
-        __tracebackhide__ = True
-        self._depth += 1
-        outermost = self._depth == 1
-        started, budget = time.monotonic(), self._budget
-        try:
-            # A SyntaxError, or an engine that cannot run here, shows no countdown.
-            options, compiled = _inkernel.prepare(self.shell, line, cell, options)
-            options = budget.cap(options) if budget else options
-            options = dataclasses.replace(options, origin=self._origin(options))
-            # The countdown shows the banner of a stopped or crashed cell, and the record of a finished one.
-            with _widget.countdown(options, self.shell, self.countdown_after, self._shows_finished(options)):
-                try:
-                    yield options, compiled
-                except BaseException as err:
-                    _shown.place_stop(err, compiled.filename, compiled.last_line, self.shell.user_ns)
-                    if outermost:  # the cell's own error: shown from the user's first frame
-                        _shown.show_as_typed(err, compiled.filename, self.shell)
-                    raise
-        except (CellTimeoutError, CellCrashedError) as err:
-            if budget:
-                budget.explain(err, options)
-            if options.keep_going and isinstance(err, CellTimeoutError):
-                return
-            raise
-        except EngineUnavailableError as err:
-            raise UsageError(f"%%timeout: {err}") from None
-        finally:
-            self._depth -= 1
-            if budget and not self._depth:
-                budget.charge(time.monotonic() - started)
 
     def _origin(self, options: Options) -> str:
         """The limit as a record names it."""
@@ -209,6 +173,61 @@ class TimeoutMagics(Magics):
             return lines
         limit = self.every_cell or self._budget.every_cell_line  # a budget caps it when the cell runs
         return [f"%%timeout {limit} {EVERY_CELL_FLAG}\n", *lines]
+
+
+class _Timing:
+    """Around the timed run of a cell: its options and compiled body, its countdown and record, the
+    budget, and how its error is shown; suppresses a stop with ``-c``. A class, not a generator:
+    the cell's own exception passes through untouched (a generator turns a StopIteration into a
+    RuntimeError, and contextlib sets ``__traceback__``, which a class may refuse)."""
+
+    def __init__(self, magics: TimeoutMagics, line: str, cell: str, options: Options) -> None:
+        self.magics, self.line, self.cell, self.options = magics, line, cell, options
+        self.countdown: Any = None
+
+    def __enter__(self) -> tuple[Options, CompiledCell]:
+        __tracebackhide__ = True
+        magics = self.magics
+        magics._depth += 1
+        self.outermost = magics._depth == 1
+        self.started, self.budget = time.monotonic(), magics._budget
+        try:
+            # A SyntaxError, or an engine that cannot run here, shows no countdown.
+            options, compiled = _inkernel.prepare(magics.shell, self.line, self.cell, self.options)
+            options = self.budget.cap(options) if self.budget else options
+            self.options, self.compiled = dataclasses.replace(options, origin=magics._origin(options)), compiled
+            # The countdown shows the banner of a stopped or crashed cell, and the record of a finished one.
+            self.countdown = _widget.countdown(self.options, magics.shell, magics.countdown_after,
+                                               magics._shows_finished(self.options))
+            self.countdown.__enter__()
+        except BaseException as err:
+            self._ended()
+            if isinstance(err, EngineUnavailableError):
+                raise UsageError(f"%%timeout: {err}") from None
+            raise
+        return self.options, compiled
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        __tracebackhide__ = True
+        try:
+            if error is not None:
+                _shown.place_stop(error, self.compiled.filename, self.compiled.last_line, self.magics.shell.user_ns)
+                if self.outermost:  # the cell's own error: shown from the user's first frame
+                    _shown.show_as_typed(error, self.compiled.filename, self.magics.shell)
+            self.countdown.__exit__(kind, error, tb)
+            if isinstance(error, (CellTimeoutError, CellCrashedError)) and self.budget:
+                self.budget.explain(error, self.options)
+            if isinstance(error, EngineUnavailableError):
+                raise UsageError(f"%%timeout: {error}") from None
+            return isinstance(error, CellTimeoutError) and self.options.keep_going
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        magics = self.magics
+        magics._depth -= 1
+        if self.budget and not magics._depth:
+            self.budget.charge(time.monotonic() - self.started)
 
 
 # What ``unload`` took away, kept for a ``load`` in the same cell: %reload_ext keeps the every-cell

@@ -42,7 +42,7 @@ def place_stop(error: BaseException, filename: str, line: int | None, namespace:
     """A stop with no frame of the cell (it landed after the body's last line, once C code returned)
     points at the body's last statement, ``line`` of ``filename``, so it says where it stopped."""
     if not isinstance(error, CellTimeoutError) or isinstance(error, BudgetSpentError) or line is None \
-            or error.stack is not None:  # a spent budget: the cell did not run; fork: the child's stack
+            or error.engine == "fork":  # a spent budget: the cell did not run; fork: only the child knows
         return
     entries = _entries(error.__traceback__)
     if not entries or _body_start(entries, filename) is not None:
@@ -90,12 +90,17 @@ def _entries(tb: TracebackType | None) -> list[TracebackType]:
 
 
 def _body_start(entries: list[TracebackType], filename: str) -> int | None:
-    """Where the body's frames start: the first of ``filename`` after nbtimeout's (the cell's
-    outer code, ``run_cell_magic(…)``, has the same file name: IPython names it by the cell)."""
+    """Where the user's frames start: the body's first, after nbtimeout's (the cell's outer code,
+    ``run_cell_magic(…)``, has the same file name: IPython names it by the cell); else the first
+    frame of the user's own code after nbtimeout's (a stop caught by ``%run`` has only the script's)."""
     ours = next((i for i, tb in enumerate(entries) if tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR)), None)
     if ours is None:
         return None
-    return next((i for i in range(ours, len(entries)) if entries[i].tb_frame.f_code.co_filename == filename), None)
+    files = [tb.tb_frame.f_code.co_filename for tb in entries]
+    body = next((i for i in range(ours, len(entries)) if files[i] == filename), None)
+    if body is not None:
+        return body
+    return next((i for i in range(ours, len(entries)) if _users(files[i])), None)
 
 
 def view(error: BaseException, filename: str) -> TracebackType | None:
