@@ -57,7 +57,7 @@ def test_budget_caps_later_cells_and_ends_run_all():
     assert left, text(cells[3])
     stopped = text(cells[4])
     assert "CellTimeoutError: the notebook's 1.5 s budget ran out (signal engine)" in stopped
-    assert "■ Stopped: %%timeout stopped this cell after " in stopped
+    assert "■ Stopped: the notebook's budget stopped this cell after " in stopped
     assert "(limit: what was left of the 1.5 s budget, signal engine); the notebook's 1.5 s budget ran out" in stopped
     assert cells[5].execution_count is None
     assert cells[5].outputs == []
@@ -76,7 +76,7 @@ def test_spent_budget_stops_each_further_cell_at_once_and_off_clears_it():
     cells = nb.cells
     assert "budget: 500 ms left of 500 ms (-c" in text(cells[1])
     assert "slept" not in text(cells[2])
-    assert "■ Stopped (continuing): %%timeout stopped this cell after " in text(cells[2])
+    assert "■ Stopped (continuing): the notebook's budget stopped this cell after " in text(cells[2])
     spent = text(cells[3])
     assert spent.startswith("■ Budget spent: the notebook's 500 ms budget is spent: this cell did not run")
     assert "ran after" not in spent

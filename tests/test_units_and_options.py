@@ -7,7 +7,8 @@ from IPython.core.error import UsageError
 
 from nbtimeout._notebook.magic import TimeoutMagics
 from nbtimeout._notebook.options import Options, parse, resolve
-from nbtimeout._units import format_duration, format_size, parse_duration, parse_size
+from nbtimeout._notebook.widget import elapsed_text
+from nbtimeout._units import MAX_GRACE, MAX_LIMIT, MAX_WAIT, format_duration, format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -59,7 +60,8 @@ def test_bad_sizes_are_refused(text):
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
-    (0.25, "250 ms"), (0.2, "200 ms"), (5.01, "5.01 s"), (2, "2 s"), (90, "1 min 30 s"), (3600, "60 min"),
+    (0.25, "250 ms"), (0.2, "200 ms"), (5.01, "5.01 s"), (2, "2 s"), (90, "1 min 30 s"), (3600, "1 h"),
+    (3599.6, "1 h"), (12000, "3 h 20 min"), (2 * 86400 + 4 * 3600, "2 d 4 h"), (1e300, "1.16e+295 d"),
 ])
 def test_format_duration(seconds, shown):
     assert format_duration(seconds) == shown
@@ -120,3 +122,47 @@ def test_misuse_is_one_line_usage_error(line, says):
     assert says in message
     assert message.startswith("%%timeout: ")
     assert "\n" not in message
+
+
+def test_the_longest_limit_and_grace_fit_every_wait_nbtimeout_makes():
+    import threading
+
+    assert MAX_LIMIT + MAX_GRACE <= MAX_WAIT <= threading.TIMEOUT_MAX
+    assert MAX_WAIT <= (2**31 - 1) / 1000  # epoll/poll: a C int of milliseconds
+    assert parse_duration(MAX_LIMIT) == MAX_LIMIT
+
+
+@pytest.mark.parametrize("text", ["700h", "1e10", "1e300", "30d", 1e10, MAX_LIMIT * 1.01])
+def test_a_limit_longer_than_can_be_waited_for_is_refused_in_one_line(text):
+    with pytest.raises(ValueError, match=r"is longer than nbtimeout can wait for: at most 20 d$") as info:
+        parse_duration(text, "limit")
+    assert len(str(info.value)) < 120
+
+
+@pytest.mark.parametrize(("line", "limit"), [
+    ("5 s", 5.0), ("5 # a comment", 5.0), ("5s  # a comment with -m fork in it", 5.0), ("500 ms -q", 0.5),
+    ("2 min -m fork --memory 2 GB", 120.0),
+])
+def test_a_unit_apart_and_a_trailing_comment_are_taken(line, limit):
+    assert options(line).limit == limit
+    if "GB" in line:
+        assert options(line).memory == 2 << 30
+
+
+def test_an_option_value_that_starts_with_a_dash_is_refused_for_its_value():
+    with pytest.raises(UsageError, match=r"^%%timeout: --memory '-1GB' must be finite and greater than zero"):
+        options("1 -m fork --memory -1GB")
+    with pytest.raises(UsageError, match=r"^%%timeout: --grace '-1' must be finite and greater than zero"):
+        options("1 -g -1")
+
+
+def test_a_grace_longer_than_a_day_is_refused():
+    with pytest.raises(UsageError, match=r"--grace '2d' is not|--grace '25h' is longer"):
+        options("1 -g 25h")
+
+
+@pytest.mark.parametrize(("elapsed", "shown"), [
+    (0.25, "250 ms"), (1.26, "1.3 s"), (59.94, "59.9 s"), (89.405, "1 min 29 s"), (4000, "1 h 7 min"),
+])
+def test_a_countdown_counts_each_number_on_its_own_scale(elapsed, shown):
+    assert elapsed_text(elapsed) == shown

@@ -180,7 +180,49 @@ def test_every_cell_limit_leaves_nothing_for_finished_cells(kernel):
     assert len(slots) >= 2  # it showed a countdown while it ran...
     last = slots[-1]["content"]["data"]
     assert last["text/plain"] == ""  # ...and left nothing once it finished
-    assert re.fullmatch(rf'<div {SLOT}="[^"]+"></div>', last["text/html"])
+    assert last["text/html"] == f'<div {SLOT}="countdown"></div>'  # the same at every run: no diff
+
+
+def saved_outputs(result: Result) -> list[tuple[str, str]]:
+    """The cell's outputs as a front end keeps (and saves) them: display updates applied in place."""
+    outputs: list[list] = []
+    by_id: dict[str, list] = {}
+    for message in result.messages:
+        kind, content = message["msg_type"], message["content"]
+        display_id = content.get("transient", {}).get("display_id")
+        if kind == "stream":
+            if outputs and outputs[-1][0] == "stream":
+                outputs[-1][1] += content["text"]
+            else:
+                outputs.append(["stream", content["text"]])
+        elif kind == "display_data":
+            outputs.append(["display", content["data"]["text/plain"]])
+            if display_id:
+                by_id[display_id] = outputs[-1]
+        elif kind == "update_display_data" and display_id in by_id:
+            by_id[display_id][1] = content["data"]["text/plain"]
+        elif kind == "error":
+            outputs.append(["error", content["ename"]])
+    return [tuple(o) for o in outputs]
+
+
+def test_the_record_of_a_stopped_cell_comes_after_what_it_printed(kernel):
+    code = "%%timeout 2\nimport time\nfor i in range(9):\n    print(i, flush=True)\n    time.sleep(0.35)"
+    result = kernel.run(code)
+    assert result.ename == "CellTimeoutError"
+    outputs = saved_outputs(result)
+    kinds = [kind for kind, _ in outputs if kind != "display" or _]  # an emptied countdown line is no output
+    assert kinds[-3:] == ["stream", "display", "error"], outputs
+    assert [text for kind, text in outputs if kind == "display" and text][-1].startswith("■ Stopped: ")
+    assert [text for kind, text in outputs if kind == "stream"] != []
+    assert "".join(text for kind, text in outputs if kind == "stream").split() == [str(i) for i in range(6)]
+
+
+def test_a_record_with_nothing_printed_after_the_countdown_takes_its_place(kernel):
+    result = kernel.run("%%timeout 1.5\nprint('before')\nwhile True: pass")
+    outputs = saved_outputs(result)
+    assert [kind for kind, _ in outputs] == ["stream", "display", "error"], outputs
+    assert outputs[1][1].startswith("■ Stopped: ")
 
 
 def test_show_finished_setting(kernel):
@@ -270,7 +312,8 @@ def test_a_timed_cell_nested_in_a_fork_cell_has_a_line_of_its_own(kernel):
     lines: dict[str, list[str]] = {}
     for m in slot_messages(result):
         lines.setdefault(m["content"]["transient"]["display_id"], []).append(plain(m))
-    assert len(lines) == 2, lines
-    ends = {texts[-1].split(" (limit ")[1] for texts in lines.values()}
-    assert ends == {"10 s, fork engine)", "5 s, signal engine)"}
-    assert all(texts[-1].startswith("✔ Finished in 1.") for texts in lines.values())
+    assert len(lines) == 2, lines  # two countdowns
+    # two records: the outer one after the inner one (whose line came after the outer's countdown)
+    records = [text for kind, text in saved_outputs(result) if kind == "display" and text]
+    assert [text.split(" (limit ")[1] for text in records] == ["5 s, signal engine)", "10 s, fork engine)"]
+    assert all(text.startswith("✔ Finished in 1.") for text in records)

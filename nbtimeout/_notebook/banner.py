@@ -74,8 +74,10 @@ def late(elapsed: float, limit: float, engine: str) -> bool:
 
 
 def ended(error: BaseException | None, elapsed: float, limit: float, engine: str,
-          keep_going: bool = False, budget: float | None = None) -> tuple[str, str, str | None]:
-    """``(state, text, where)`` of a run that ended with ``error`` (None: it finished)."""
+          keep_going: bool = False, budget: float | None = None,
+          origin: str = "%%timeout") -> tuple[str, str, str | None]:
+    """``(state, text, where)`` of a run that ended with ``error`` (None: it finished); ``origin``
+    names the limit that stopped it: ``%%timeout``, ``%timeout 30 for every cell``, the budget."""
     where = getattr(error, "where", None)
     if error is None:
         text = f"in {format_duration(elapsed)} ({_limit(limit, engine, budget)})"
@@ -85,7 +87,7 @@ def ended(error: BaseException | None, elapsed: float, limit: float, engine: str
     if isinstance(error, BudgetSpentError):
         return "spent", str(error), None  # with -c too: the cell did not run at all
     if isinstance(error, CellTimeoutError):
-        text = (f"%%timeout stopped this cell after {format_duration(error.elapsed)} "
+        text = (f"{origin} stopped this cell after {format_duration(error.elapsed)} "
                 f"({_limit(error.limit, error.engine, budget)})")
         if budget and error.limit < budget:
             text += "; " + BUDGET_RAN_OUT.format(budget=format_duration(budget))

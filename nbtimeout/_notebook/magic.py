@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import shlex
 import sys
 import time
+import weakref
 from collections.abc import Generator
 from typing import Any
 
@@ -12,11 +16,14 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Bool, Enum, Float, TraitError, Unicode, validate
 
 from .._errors import CellCrashedError, CellTimeoutError, EngineUnavailableError
+from .._units import MAX_GRACE
 from . import budget as _budget
 from . import inkernel as _inkernel
 from . import request as _request
+from . import shown as _shown
 from . import widget as _widget
-from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments
+from .cell import CompiledCell
+from .options import EVERY_CELL_FLAG, MODES, OFF, Options, parse, resolve, timeout_arguments, words
 from .transform import CellHook
 
 
@@ -29,13 +36,13 @@ class TimeoutMagics(Magics):
     every_cell = Unicode(
         "", help="Arguments of a limit on every cell, as %timeout takes them ('30', '2m -m fork'); "
                  "empty for none.").tag(config=True)
-    grace = Float(1.0, min=0.0, help="On a stop: seconds between SIGTERM and SIGKILL for the fork child and "
-                                     "the processes a cell started.").tag(config=True)
+    grace = Float(1.0, min=0.0, max=MAX_GRACE, help="On a stop: seconds between SIGTERM and SIGKILL for the "
+                                                    "fork child and the processes a cell started.").tag(config=True)
     quiet = Bool(False, help="No live countdown and no '✔ Finished' line; only the banner of a stopped or "
                              "crashed cell.").tag(config=True)
     countdown_after = Float(
         1.0, min=0.0, help="Seconds a timed cell runs before its countdown appears; a cell that ends "
-                           "sooner shows none (and sends no message).").tag(config=True)
+                           "sooner shows none (and sends no message); inf: never.").tag(config=True)
     show_finished = Enum(
         ("typed", "always", "never"), "typed",
         help="Which cells that finished within their limit leave a '✔ Finished in …' line: 'typed' "
@@ -47,6 +54,13 @@ class TimeoutMagics(Magics):
         super().__init__(shell, **kwargs)
         self._depth = 0  # timed cells in progress: nested cells and their bodies are not re-wrapped
         self._budget: _budget.Budget | None = None  # %timeout --budget
+
+    @validate("grace", "countdown_after")
+    def _check_number(self, proposal: dict[str, Any]) -> float:
+        value = proposal["value"]
+        if math.isnan(value):
+            raise TraitError(f"TimeoutMagics.{proposal['trait'].name} must be a number of seconds, not nan")
+        return value
 
     @validate("every_cell")
     def _check_every_cell(self, proposal: dict[str, Any]) -> str:
@@ -92,36 +106,26 @@ class TimeoutMagics(Magics):
             return self._every_cell_magic(line)
         options = self._options(line)
         if options.awaited:  # the cell's code awaits what we return (see transform.py)
-            return _inkernel.Awaiting(self._timed(line, cell, options))
-        return _inkernel.drive(self._timed(line, cell, options))
+            return _inkernel.Awaiting(self._timed_awaited(line, cell, options))
+        # Not a generator: the cell's own StopIteration (next(iter([]))) must leave as it is.
+        with _Timing(self, line, cell, options) as (options, compiled):
+            return self._run(options, compiled)
+        return None  # stopped, with -c
 
-    def _timed(self, line: str, cell: str, options: Options) -> Generator[Any, Any, Any]:
-        """The timed run of a cell; a generator that yields only while a cell that awaits waits."""
+    def _timed_awaited(self, line: str, cell: str, options: Options) -> Generator[Any, Any, Any]:
+        """The timed run of a cell that awaits; it yields while the cell waits."""
         __tracebackhide__ = True
-        self._depth += 1
-        started, budget = time.monotonic(), self._budget
-        try:
-            # A SyntaxError, or an engine that cannot run here, shows no countdown.
-            options, compiled = _inkernel.prepare(self.shell, line, cell, options)
-            options = budget.cap(options) if budget else options
-            # The countdown shows the banner of a stopped or crashed cell, and the record of a finished one.
-            with _widget.countdown(options, self.shell, self.countdown_after, self._shows_finished(options)):
-                if budget:
-                    budget.check()  # spent: stopped before it starts
-                value = self._run(options, compiled)
-                return (yield from value.__await__()) if options.awaited else value
-        except (CellTimeoutError, CellCrashedError) as err:
-            if budget:
-                budget.explain(err, options)
-            if options.keep_going and isinstance(err, CellTimeoutError):
-                return None
-            raise
-        except EngineUnavailableError as err:
-            raise UsageError(f"%%timeout: {err}") from None
-        finally:
-            self._depth -= 1
-            if budget and not self._depth:
-                budget.charge(time.monotonic() - started)
+        with _Timing(self, line, cell, options) as (options, compiled):
+            return (yield from self._run(options, compiled).__await__())
+        return None  # stopped, with -c
+
+    def _origin(self, options: Options) -> str:
+        """The limit as a record names it."""
+        if options.budget:
+            return "the notebook's budget"
+        if options.added:
+            return f"%timeout {self.every_cell} for every cell" if self.every_cell else "the notebook's budget"
+        return "%%timeout"
 
     def _shows_finished(self, options: Options) -> bool:
         """Whether this run, if it finishes within its limit, leaves a '✔ Finished' line."""
@@ -130,6 +134,8 @@ class TimeoutMagics(Magics):
 
     def _run(self, options: Options, compiled: Any) -> Any:
         __tracebackhide__ = True
+        if self._budget:
+            self._budget.check()  # spent: stopped before it starts
         if options.mode == "fork":
             from .._fork.cell import run_cell  # imported on first use: signal-only users skip it
 
@@ -149,7 +155,7 @@ class TimeoutMagics(Magics):
                 self._budget = _budget.from_args(args)
             else:
                 self._options(text)  # a UsageError names what is wrong before anything changes
-                self.every_cell = text
+                self.every_cell = shlex.join(words(text))  # without a comment: the line is added to each cell
         print(self.describe_settings())
 
     def describe_settings(self) -> str:
@@ -174,6 +180,66 @@ class TimeoutMagics(Magics):
         return [f"%%timeout {limit} {EVERY_CELL_FLAG}\n", *lines]
 
 
+class _Timing:
+    """Around the timed run of a cell: its options and compiled body, its countdown and record, the
+    budget, and how its error is shown; suppresses a stop with ``-c``. A class, not a generator:
+    the cell's own exception passes through untouched (a generator turns a StopIteration into a
+    RuntimeError, and contextlib sets ``__traceback__``, which a class may refuse)."""
+
+    def __init__(self, magics: TimeoutMagics, line: str, cell: str, options: Options) -> None:
+        self.magics, self.line, self.cell, self.options = magics, line, cell, options
+        self.countdown: Any = None
+
+    def __enter__(self) -> tuple[Options, CompiledCell]:
+        __tracebackhide__ = True
+        magics = self.magics
+        magics._depth += 1
+        self.outermost = magics._depth == 1
+        self.started, self.budget = time.monotonic(), magics._budget
+        try:
+            # A SyntaxError, or an engine that cannot run here, shows no countdown.
+            options, compiled = _inkernel.prepare(magics.shell, self.line, self.cell, self.options)
+            options = self.budget.cap(options) if self.budget else options
+            self.options, self.compiled = dataclasses.replace(options, origin=magics._origin(options)), compiled
+            # The countdown shows the banner of a stopped or crashed cell, and the record of a finished one.
+            self.countdown = _widget.countdown(self.options, magics.shell, magics.countdown_after,
+                                               magics._shows_finished(self.options))
+            self.countdown.__enter__()
+        except BaseException as err:
+            self._ended()
+            if isinstance(err, EngineUnavailableError):
+                raise UsageError(f"%%timeout: {err}") from None
+            raise
+        return self.options, compiled
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        __tracebackhide__ = True
+        try:
+            if error is not None:
+                _shown.place_stop(error, self.compiled.filename, self.compiled.last_line, self.magics.shell.user_ns)
+                if self.outermost:  # the cell's own error: shown from the user's first frame
+                    _shown.show_as_typed(error, self.compiled.filename, self.magics.shell)
+            self.countdown.__exit__(kind, error, tb)
+            if isinstance(error, (CellTimeoutError, CellCrashedError)) and self.budget:
+                self.budget.explain(error, self.options)
+            if isinstance(error, EngineUnavailableError):
+                raise UsageError(f"%%timeout: {error}") from None
+            return isinstance(error, CellTimeoutError) and self.options.keep_going
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        magics = self.magics
+        magics._depth -= 1
+        if self.budget and not magics._depth:
+            self.budget.charge(time.monotonic() - self.started)
+
+
+# What ``unload`` took away, kept for a ``load`` in the same cell: %reload_ext keeps the every-cell
+# limit and the budget (with what it has used); %unload_ext, then %load_ext later, starts afresh.
+_unloaded: weakref.WeakKeyDictionary[Any, tuple[int, str, _budget.Budget | None]] = weakref.WeakKeyDictionary()
+
+
 def load(shell: Any) -> None:
     """Register the magics and the every-cell transformer (idempotent)."""
     if _find(shell) is not None:
@@ -183,6 +249,9 @@ def load(shell: Any) -> None:
     except TraitError:
         _drop_bad_settings(shell)  # a bad %config value must not keep the extension from loading
         magics = TimeoutMagics(shell)
+    count, every_cell, budget = _unloaded.pop(shell, (None, "", None))
+    if count == getattr(shell, "execution_count", None):
+        magics.every_cell, magics._budget = every_cell or magics.every_cell, budget
     shell.register_magics(magics)
     shell.input_transformers_cleanup.append(CellHook(magics))
 
@@ -204,6 +273,7 @@ def unload(shell: Any) -> None:
     magics = _find(shell)
     if magics is None:
         return
+    _unloaded[shell] = (getattr(shell, "execution_count", None), magics.every_cell, magics._budget)
     shell.input_transformers_cleanup[:] = [t for t in shell.input_transformers_cleanup
                                            if getattr(t, "magics", None) is not magics]
     for kind in ("line", "cell"):

@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .._errors import MIN_LIMIT, MODES, TOO_SHORT
-from .._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
+from .._units import DURATION_HELP, MAX_GRACE, SIZE_HELP, UNITS, parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 OFF = "off"
@@ -22,6 +22,10 @@ AWAITED_FLAG = "--awaited"
 MAX_MEMORY = 1 << 60  # 1 EiB: beyond any machine, and far inside what RLIMIT_AS can hold
 # A grace of zero (SIGKILL at once) is allowed, as in the grace setting; a limit of zero is not.
 _ZERO = re.compile(r"^\s*\+?(0+(\.0*)?|\.0+)\s*(ms|s|sec|m|min|h)?\s*$", re.IGNORECASE)
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_SIZE_UNIT = re.compile(r"^[kmgt]i?b?$|^b$", re.IGNORECASE)
+_LONG = {"-m": "--mode", "-g": "--grace", "--mode": "--mode", "--grace": "--grace", "--memory": "--memory",
+         "--budget": "--budget"}  # the options that take a value
 
 
 _ARGUMENTS = [  # top to bottom as in the help
@@ -65,18 +69,45 @@ class Options:
     added: bool = False  # the magic line was put there by the every-cell limit, not typed
     awaited: bool = False  # the body awaits at top level and the cell's code awaits the magic
     budget: float | None = None  # the notebook's budget (%timeout --budget), when it capped ``limit``
+    origin: str = "%%timeout"  # the limit as the record names it: "%timeout 30 for every cell"
 
 
 def parse(magic: Callable[..., object], line: str) -> Any:
-    """argparse's namespace for ``line``; UsageError for unknown options or extra words."""
+    """argparse's namespace for ``line``; UsageError for unknown options or extra words.
+
+    As a person writes it: a ``# comment`` ends the line, a unit may stand apart from its number
+    (``5 s``, ``--memory 2 GB``) and an option's value may start with ``-`` (``--memory -1GB``
+    is then refused for its value, not as a missing argument)."""
     try:
-        shlex.split(line)
-    except ValueError as err:
-        raise UsageError(f"%%timeout: {err}") from None
-    try:
-        return parse_argstring(magic, line)
+        return parse_argstring(magic, shlex.join(_joined(words(line))))
     except UsageError as err:
         raise UsageError(f"%%timeout: {err}") from None
+
+
+def words(line: str) -> list[str]:
+    """The words of a magic line, as the shell splits them, without a trailing ``# comment``."""
+    try:
+        lexer = shlex.shlex(line, posix=True)
+        lexer.whitespace_split, lexer.commenters = True, "#"
+        return list(lexer)
+    except ValueError as err:
+        raise UsageError(f"%%timeout: {err}") from None
+
+
+def _joined(words: list[str]) -> list[str]:
+    """``words`` with each unit joined to its number and each option's value joined to it by ``=``."""
+    out: list[str] = []
+    for word in words:
+        previous = out[-1] if out else ""
+        sized = previous.startswith("--memory=") or (len(out) > 1 and out[-2] == "--memory")
+        unit = word.lower() in UNITS or (sized and _SIZE_UNIT.match(word))
+        if unit and _NUMBER.match(previous.split("=")[-1]):
+            out[-1] = previous + word
+        elif previous in _LONG and word.startswith("-") and word not in _LONG:
+            out[-1] = f"{_LONG[previous]}={word}"
+        else:
+            out.append(word)
+    return out
 
 
 def resolve(args: Any, default_mode: str, default_grace: float, default_quiet: bool) -> Options:
@@ -104,4 +135,4 @@ def resolve(args: Any, default_mode: str, default_grace: float, default_quiet: b
 
 
 def _grace(text: str) -> float:
-    return 0.0 if _ZERO.match(text) else parse_duration(text, "--grace")
+    return 0.0 if _ZERO.match(text) else parse_duration(text, "--grace", MAX_GRACE)

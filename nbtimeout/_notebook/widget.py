@@ -10,15 +10,17 @@ A cell that ends sooner than ``after`` sends nothing at all unless it leaves a r
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import os
+import sys
 import threading
 import time
 import uuid
 from typing import Any
 
-from .._units import format_duration
+from .._units import MAX_WAIT, format_duration
 from . import banner as _banner
 
 TICK = 0.2  # seconds between updates: smooth enough to read, a handful of messages a second
@@ -33,15 +35,19 @@ if hasattr(os, "register_at_fork"):
                         after_in_child=_SENDING.release)
 _ids = itertools.count()
 _PREFIX = uuid.uuid4().hex[:12]
+# What the HTML of the line that was the countdown says (nbval masks it): the same at every run, so a
+# saved notebook does not change when it is run again; the display id, never saved, is unique.
+MARK = "countdown"
+EMPTIED = {"text/plain": "", "text/html": f'<div {_banner.SLOT}="{MARK}"></div>'}
 
 
 def _nowhere(*args: Any, **kwargs: Any) -> None:
     """Where the lines go in a shell without a display publisher."""
 
 
-def elapsed_text(elapsed: float, limit: float) -> str:
-    """Elapsed time in the unit the limit reads best in: ``1.2 s``, ``150 ms``."""
-    if limit < 1:
+def elapsed_text(elapsed: float) -> str:
+    """Elapsed time on its own scale (not the limit's): ``150 ms``, ``1.2 s``, ``2 min 5 s``."""
+    if elapsed < 1:
         return f"{elapsed * 1000:.0f} ms"
     return f"{elapsed:.1f} s" if elapsed < 60 else format_duration(elapsed)
 
@@ -59,7 +65,11 @@ class Countdown:
         # Captured now: a %%capture inside the cell must not swallow the countdown or the record.
         self._pub = getattr(shell, "display_pub", None)
         self._publish = getattr(self._pub, "publish", _nowhere)  # a shell that cannot display shows nothing
-        self.live = self.live and self._pub is not None
+        # countdown_after = inf (or longer than any wait): never a countdown
+        self.live = self.live and self._pub is not None and after <= MAX_WAIT
+        self._session = getattr(shell.kernel, "session", None) if self.live else None
+        self._counted: int | None = None  # the kernel's message count after our last line was sent
+        self._moved = False  # something was sent after our line appeared: it is not the last output
         self._cleared = False  # the cell called clear_output: the shown line is gone from the page
         budget = f", what is left of the {format_duration(options.budget)} budget" if options.budget else ""
         self.tail = f"of {format_duration(options.limit)} ({options.mode} engine{budget})"
@@ -123,7 +133,7 @@ class Countdown:
             if first:
                 # the pid too: a timed cell nested in a fork cell counts on from the kernel's copy
                 self.slot = f"nbtimeout-{_PREFIX}-{os.getpid()}-{next(_ids)}"
-            data = _banner.line("running", f"{elapsed_text(elapsed, limit)} {self.tail}", slot=self.slot,
+            data = _banner.line("running", f"{elapsed_text(elapsed)} {self.tail}", slot=MARK,
                                 fill=min(elapsed / limit, 1.0))
             self._show(data, update=not first)
         return True
@@ -133,8 +143,29 @@ class Countdown:
             update = False  # the cell cleared its output, the line with it: show it anew, same id
         self._cleared = False
         transient = {"display_id": self.slot} if self.slot else {}
+        before = self._count()
         self._publish(data=data, metadata={}, transient=transient, update=update)
         self.sent += 1
+        after = self._count()
+        # The kernel sent something else since our line appeared (publish flushes the streams first):
+        # the line is no longer the cell's last output.
+        if update and (before is None or before != self._counted or after != before + 1):
+            self._moved = True
+        self._counted = after
+
+    def _count(self) -> int | None:
+        """How many messages the kernel has sent (each takes a number from its session), or None."""
+        count = getattr(self._session, "message_count", None)
+        return count if isinstance(count, int) else None
+
+    def _last_out(self) -> bool:
+        """Whether the line we showed is still the cell's last output: the kernel sent no other
+        message since it appeared (a print, a display); without a count to tell, it is not."""
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()  # what the cell printed is sent now, so it is counted
+        count = self._count()
+        return not self._moved and count is not None and count == self._counted
 
     def _watch_clear_output(self) -> None:
         """Note when the cell clears its output (``clear_output()``, also replayed from a fork child)."""
@@ -152,20 +183,26 @@ class Countdown:
 
     def _record(self, error: BaseException | None, elapsed: float) -> None:
         options = self.options
+        if error is None and self.slot is None and not self.show_finished and not _banner.late(
+                elapsed, options.limit, options.mode):
+            return  # the common quiet end: nothing to show, nothing to word
         state, text, where = _banner.ended(error, getattr(error, "elapsed", elapsed), options.limit,
-                                           options.mode, options.keep_going, options.budget)
+                                           options.mode, options.keep_going, options.budget,
+                                           getattr(options, "origin", "%%timeout"))
         if state == "finished":  # a limit that could not be kept is always said
             wanted = self.show_finished or _banner.late(elapsed, options.limit, options.mode)
         elif state in ("failed", "interrupted"):
             wanted = self.slot is not None  # the traceback says it; only a shown countdown needs an end
         else:
             wanted = True  # stopped, crashed, budget spent: always said
+        if self.slot is not None and (not wanted or not self._last_out()):
+            # The countdown line is emptied in place (a finished every-cell run leaves nothing): a
+            # record goes at the end, after what the cell printed since the line appeared.
+            self._show(EMPTIED, update=True)
+            self.slot = None
         if wanted:
-            self._show(_banner.line(state, text, where, slot=self.slot), update=self.slot is not None)
-        elif self.slot is not None:
-            # A finished every-cell run leaves nothing: its countdown line is emptied in place.
-            self._show({"text/plain": "", "text/html": f'<div {_banner.SLOT}="{self.slot}"></div>'},
-                       update=True)
+            shown = self.slot is not None
+            self._show(_banner.line(state, text, where, slot=MARK if shown else None), update=shown)
 
 
 def countdown(options: Any, shell: Any, after: float = 1.0, show_finished: bool = True) -> Countdown:
