@@ -1,0 +1,130 @@
+"""In-kernel limits that always land and are never swallowed (issue 21), through a real kernel:
+a limit left by a suspended generator or a hand-stepped coroutine hides no later one; a C call
+first in a cell is stopped when it returns; a stop is not lost in ``__del__`` or a bare ``except:``;
+kernel subshells keep their own limits; a cell stops only the processes its own code started;
+nbtimeout's signal handling stays out of the user's sight.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+import pytest
+
+from nbtimeout._errors import CellTimeoutError
+from nbtimeout._notebook.banner import bundle
+
+pytestmark = pytest.mark.timeout(180)
+
+ENGINES = ["signal", "thread"]
+
+
+def cell(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _imports(kernel):
+    assert kernel.run("import gc, re, signal, sys, time, asyncio, threading, subprocess, nbtimeout\n"
+                      "from nbtimeout import timeout").status == "ok"
+
+
+@pytest.fixture(autouse=True)
+def _watchdog_fine(kernel):
+    yield
+    assert kernel.value("list(nbtimeout._engines.watchdog.errors)") == []
+
+
+def timed(kernel, code: str, timeout: float = 60):
+    start = time.monotonic()
+    result = kernel.run(code, timeout)
+    return result, time.monotonic() - start
+
+
+# --- a limit that is not armed, or is disarmed by an earlier cell -------------------------------
+
+BUSY_LIMITED = cell("""
+    start = time.monotonic()
+    try:
+        with timeout(0.3, mode={engine!r}):
+            while time.monotonic() - start < 3: pass
+        print('not stopped', round(time.monotonic() - start, 1))
+    except nbtimeout.CellTimeoutError:
+        print('stopped', round(time.monotonic() - start, 1))
+""")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_generator_suspended_inside_its_limit_turns_off_no_later_limit(kernel, engine):
+    assert kernel.run(cell(f"""
+        def held():
+            with timeout(0.2, mode={engine!r}):
+                yield 1
+                yield 2
+        g = held(); next(g)
+        time.sleep(0.4)  # its limit expires while it is suspended
+    """)).status == "ok"
+    try:
+        result = kernel.run(BUSY_LIMITED.format(engine=engine))
+        assert result.stream() == "stopped 0.3\n", result.traceback
+        result, took = timed(kernel, "%%timeout 0.5\nstart = time.monotonic()\nwhile time.monotonic() - start < 4: pass")
+        assert result.ename == "CellTimeoutError", result.traceback
+        assert took < 2.5
+    finally:
+        kernel.run("del g; gc.collect()")
+
+
+def test_an_abandoned_generator_inside_an_outer_limit_keeps_its_own(kernel):
+    # The outer block ends while the generator is suspended inside its limit: that limit is not the
+    # outer block's to cancel, and it hides nothing after.
+    assert kernel.run(cell("""
+        def held():
+            with timeout(0.2):
+                yield 1
+                while True: pass
+        with timeout(5):
+            g = held(); next(g)
+    """)).status == "ok"
+    try:
+        result, took = timed(kernel, "time.sleep(0.3)\ntry:\n    next(g)\nexcept nbtimeout.CellTimeoutError:\n"
+                                     "    print('generator stopped')")
+        assert result.stream() == "generator stopped\n", result.traceback
+        assert took < 2.5
+        assert kernel.run(BUSY_LIMITED.format(engine="signal")).stream() == "stopped 0.3\n"
+    finally:
+        kernel.run("del g; gc.collect()")
+
+
+def test_a_coroutine_stepped_by_hand_inside_its_limit_leaves_the_kernel_and_later_limits_alone(kernel):
+    result = kernel.run(cell("""
+        async def waits():
+            async with timeout(0.2):
+                await asyncio.sleep(100)
+        c = waits()
+        c.send(None)  # suspended on its sleep, driven by no task
+        time.sleep(0.4)
+        print('kernel alive')
+    """))
+    assert (result.status, result.stream()) == ("ok", "kernel alive\n"), result.traceback
+    try:
+        assert kernel.run("print('next cell')").stream() == "next cell\n"
+        result, took = timed(kernel, "%%timeout 0.5\nwhile True: pass")
+        assert result.ename == "CellTimeoutError", result.traceback
+        assert took < 2.5
+    finally:
+        kernel.run("c.close(); del c")
+
+
+def test_a_c_call_first_in_a_cell_is_stopped_as_it_returns(kernel):
+    # re holds the GIL throughout: the watchdog thread never runs until it returns.
+    result, took = timed(kernel, "%%timeout 0.2\nre.match(r'(a+)+$', 'a' * 25 + 'b')\nprint('after re')")
+    assert result.status == "error", (result.stream(), took)
+    assert result.ename == "CellTimeoutError"
+    assert "after re" not in result.stream()
+
+
+def test_the_overrun_banner_names_the_engine_that_ran():
+    late = bundle(CellTimeoutError(0.2, 3.1, "thread"))["text/plain"]
+    assert "the thread engine stops a cell only when it runs Python" in late
+    assert "signal engine" not in late.split("limit 200 ms, thread engine")[1]
