@@ -128,3 +128,36 @@ def test_the_overrun_banner_names_the_engine_that_ran():
     late = bundle(CellTimeoutError(0.2, 3.1, "thread"))["text/plain"]
     assert "the thread engine stops a cell only when it runs Python" in late
     assert "signal engine" not in late.split("limit 200 ms, thread engine")[1]
+
+
+# --- kernel subshells keep their own limits ---------------------------------------------------------
+
+def test_under_the_every_cell_limit_a_subshell_cell_is_limited_while_the_main_shell_runs_a_timed_cell(kernel):
+    subshell = kernel.create_subshell()
+    assert kernel.run("%timeout 1").status == "ok"
+    try:
+        # The main shell's cell (under the limit too) is running when the subshell's starts.
+        kernel.client.execute("time.sleep(0.8)", allow_stdin=False)
+        start = time.monotonic()
+        result = kernel.run_in_subshell(subshell, "_t0 = time.monotonic()\nwhile time.monotonic() - _t0 < 6: pass", 30)
+        took = time.monotonic() - start
+        # (The subshell's run read the main cell's reply and left it; this waits for the main shell.)
+        assert kernel.run("'main shell fine'").out == "'main shell fine'"
+    finally:
+        kernel.run("%timeout off")
+    assert result.ename == "CellTimeoutError", (result.status, result.traceback)
+    assert result.evalue == "ran past its 1 s limit (thread engine)"
+    assert took < 4
+
+
+def test_the_budget_charges_cells_that_run_at_once_for_the_time_any_of_them_ran():
+    from nbtimeout._notebook.budget import Budget
+
+    budget = Budget(60)
+    budget.begin()      # the main shell's cell
+    budget.begin()      # a subshell's, at the same time
+    time.sleep(0.2)
+    budget.end()
+    time.sleep(0.2)
+    budget.end()
+    assert 0.39 <= budget.used <= 1.0  # once for the 0.4 s, not 0.6 s

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Generator
 from typing import Any
 
@@ -44,8 +43,18 @@ class TimeoutMagics(Magics):
     def __init__(self, shell: Any, **kwargs: Any) -> None:
         self._parsed: dict[tuple[Any, ...], Options] = {}  # first: config may validate every_cell
         super().__init__(shell, **kwargs)
-        self._depth = 0  # timed cells in progress: nested cells and their bodies are not re-wrapped
+        # Timed cells in progress on this thread (nested cells and their bodies are not re-wrapped);
+        # per thread, as each kernel subshell runs its cells on a thread of its own.
+        self._nesting = _budget.Nesting()
         self._budget: _budget.Budget | None = None  # %timeout --budget
+
+    @property
+    def _depth(self) -> int:
+        return self._nesting.depth
+
+    @_depth.setter
+    def _depth(self, value: int) -> None:
+        self._nesting.depth = value
 
     @validate("every_cell")
     def _check_every_cell(self, proposal: dict[str, Any]) -> str:
@@ -98,7 +107,9 @@ class TimeoutMagics(Magics):
         """The timed run of a cell; a generator that yields only while a cell that awaits waits."""
         __tracebackhide__ = True
         self._depth += 1
-        started, budget = time.monotonic(), self._budget
+        budget = self._budget
+        if budget:
+            budget.begin()
         try:
             # A SyntaxError, or an engine that cannot run here, shows no countdown.
             options, compiled = _inkernel.prepare(self.shell, line, cell, options)
@@ -119,8 +130,8 @@ class TimeoutMagics(Magics):
             raise UsageError(f"%%timeout: {err}") from None
         finally:
             self._depth -= 1
-            if budget and not self._depth:
-                budget.charge(time.monotonic() - started)
+            if budget:
+                budget.end()
 
     def _shows_finished(self, options: Options) -> bool:
         """Whether this run, if it finishes within its limit, leaves a '✔ Finished' line."""
