@@ -161,3 +161,24 @@ def test_the_budget_charges_cells_that_run_at_once_for_the_time_any_of_them_ran(
     time.sleep(0.2)
     budget.end()
     assert 0.39 <= budget.used <= 1.0  # once for the 0.4 s, not 0.6 s
+
+
+# --- a stopped cell stops only what its own code started ----------------------------------------
+
+def test_a_stopped_cell_leaves_alone_a_process_a_background_thread_started_during_it(kernel):
+    assert kernel.run(cell("""
+        go, codes = threading.Event(), []
+        def background():
+            go.wait()
+            codes.append(subprocess.run(['sleep', '1.5']).returncode)
+        worker = threading.Thread(target=background)
+        worker.start()
+    """)).status == "ok"
+    result = kernel.run(cell("""
+        %%timeout 0.5
+        go.set()
+        mine = subprocess.Popen(['sleep', '30'])
+        while True: pass
+    """))
+    assert result.ename == "CellTimeoutError", result.traceback
+    assert kernel.value("(worker.join(10), codes, mine.returncode)") == (None, [0], -15)
