@@ -68,7 +68,7 @@ def test_a_generator_suspended_inside_its_limit_turns_off_no_later_limit(kernel,
     try:
         result = kernel.run(BUSY_LIMITED.format(engine=engine))
         assert result.stream() == "stopped 0.3\n", result.traceback
-        result, took = timed(kernel, "%%timeout 0.5\nstart = time.monotonic()\nwhile time.monotonic() - start < 4: pass")
+        result, took = timed(kernel, "%%timeout 0.5\nt = time.monotonic()\nwhile time.monotonic() - t < 4: pass")
         assert result.ename == "CellTimeoutError", result.traceback
         assert took < 2.5
     finally:
@@ -182,3 +182,71 @@ def test_a_stopped_cell_leaves_alone_a_process_a_background_thread_started_durin
     """))
     assert result.ename == "CellTimeoutError", result.traceback
     assert kernel.value("(worker.join(10), codes, mine.returncode)") == (None, [0], -15)
+
+
+# --- stops that code swallows --------------------------------------------------------------------
+
+SWALLOWERS = {
+    "a stop landing in __del__": cell("""
+        class Conn:
+            def __del__(self):
+                time.sleep(0.02)
+        while True:
+            c = Conn(); del c
+    """),
+    "a weakref callback": cell("""
+        import weakref
+        class Thing: pass
+        keep = []
+        while True:
+            t = Thing(); keep.append(weakref.ref(t, lambda r: time.sleep(0.02))); del t
+    """),
+    "a retry loop with a bare except": cell("""
+        while True:
+            try:
+                time.sleep(10)
+            except:
+                pass
+    """),
+    "a bare except in a function it calls": cell("""
+        def attempt():
+            try:
+                time.sleep(10)
+            except:
+                return 'retry'
+        while True:
+            try:
+                attempt()
+            except BaseException:
+                pass
+    """),
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", list(SWALLOWERS))
+def test_a_swallowed_stop_still_ends_the_cell_within_the_grace(kernel, name, engine):
+    body = SWALLOWERS[name]
+    if engine == "thread":  # it stops Python code only: a wait in Python, not time.sleep
+        kernel.run("def spin(seconds):\n    t = time.monotonic()\n    while time.monotonic() - t < seconds: pass")
+        body = body.replace("time.sleep(10)", "spin(10)")
+    result, took = timed(kernel, f"%%timeout 0.5 -g 0.5 -m {engine}\n{body}", 30)
+    assert result.ename == "CellTimeoutError", (result.status, result.traceback)
+    assert took < 0.5 + 0.5 + 0.5 + 1.0  # limit + grace + 0.5 s, and a loaded machine's second
+    assert "Exception ignored" not in result.stream("stderr")
+    assert kernel.value("sys.gettrace()") is None  # the trace function of before
+    result, took = timed(kernel, "%%timeout 0.3\nwhile True: pass")  # the next limit is on time
+    assert result.ename == "CellTimeoutError"
+    assert took < 1.5
+
+
+def test_a_swallowed_stop_keeps_the_users_trace_function(kernel):
+    assert kernel.run("def tracer(frame, event, arg):\n    return tracer").status == "ok"
+    body = SWALLOWERS["a retry loop with a bare except"]
+    result, took = timed(kernel, f"%%timeout 0.3 -g 0.2\nsys.settrace(tracer)\n{body}")
+    try:
+        assert result.ename == "CellTimeoutError", result.traceback
+        assert took < 2.5
+        assert kernel.value("sys.gettrace() is tracer")
+    finally:
+        kernel.run("sys.settrace(None)")

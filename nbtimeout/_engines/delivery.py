@@ -24,7 +24,7 @@ from typing import Any
 
 from .._errors import NO_ASYNC_EXC, NO_SIGNAL, NO_SIGNAL_THREAD, _Expired
 from .._where import PACKAGE_DIR
-from . import ktimer, watchdog
+from . import forcing, ktimer, watchdog
 from .watchdog import AWAY, BUSY, GONE, HOLD, SENT, STOPPED, Deadline
 
 # nbtimeout frames that only call user code (the decorator's wrapper). Innermost at the stop, they
@@ -87,6 +87,20 @@ def _is_debugger(tracer: Any) -> bool:
     return bdb is not None and isinstance(getattr(tracer, "__self__", None), bdb.Bdb)
 
 
+class _AsyncExpired(_Expired):
+    """The thread engine's stop. Made in the stopped thread (where it is raised or first caught):
+    past the grace, from there on it is raised at every line of the block (see forcing.py)."""
+
+    deadline: Deadline
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        deadline = self.deadline
+        if deadline.raised_at and time.monotonic() >= deadline.raised_at + deadline.grace \
+                and not deadline.cancelled:
+            forcing.force(deadline, sys._getframe(1), classify)
+
+
 class ThreadDelivery:
     """``PyThreadState_SetAsyncExc``: the stop is raised in the deadline's thread, any thread."""
 
@@ -102,6 +116,7 @@ class ThreadDelivery:
     def prepare(self, deadline: Deadline) -> None:
         # Another thread's trace function cannot be read from the watchdog: note this one's now.
         deadline.tracer = (sys.gettrace(), sys.getprofile())
+        forcing.watch_unraisable(classify)
 
     def deliver(self, deadline: Deadline) -> str:
         frame = watchdog.running(deadline.ident)
@@ -109,7 +124,7 @@ class ThreadDelivery:
         if verdict != STOPPED:
             return verdict
         if deadline.kind is None:  # the exception class carries its deadline: an async exc has no args
-            deadline.kind = type("_Expired", (_Expired,), {"deadline": deadline})
+            deadline.kind = type("_Expired", (_AsyncExpired,), {"deadline": deadline})
         args = (ctypes.c_ulong(deadline.ident), ctypes.py_object(deadline.kind))
         # The thread raises where it is paused now. Threads switch only after a call returns or at
         # a loop's jump: from the second look at its frames to the call that sets the stop there
@@ -164,6 +179,7 @@ class SignalDelivery:
         if _signal.getsignal(self.signum) is not _on_signal:  # _signal's: no enum conversion
             signal.signal(self.signum, _on_signal)
             watchdog.kernel_timed = self
+        forcing.watch_unraisable(classify)
         self.timed()  # made here, on the main thread, before the watchdog could look for it
 
     def armed(self, deadline: Deadline) -> None:
@@ -248,9 +264,16 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         if tracers is None:
             tracers = (sys.gettrace(), sys.getprofile())
         verdict = classify(frame, deadline, tracers)
+        if verdict == STOPPED and forcing.in_unraisable(frame, deadline.owner):
+            # In __del__ the stop would be reported and lost: raise it at the block's next line.
+            forcing.force(deadline, frame, classify)
+            deadline.raised_at = deadline.raised_at or now
+            continue
         if verdict == STOPPED:
             if not deadline.raised_at:
                 deadline.raised_at = now
+            elif now >= deadline.raised_at + deadline.grace:
+                forcing.force(deadline, frame, classify)  # swallowed after its grace: every line from now
             raise _Expired(deadline)
         watchdog.retry(deadline, verdict)
     SIGNAL.rearm(stack, now)

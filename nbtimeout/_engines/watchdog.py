@@ -42,7 +42,7 @@ GONE = "gone"        # the thread or the block no longer exists: forget the dead
 class Deadline:
     """One armed limit. ``fired`` turns True once it expired and its stop was delivered."""
 
-    __slots__ = ("cancelled", "due", "engine", "expires", "fired", "grace", "ident", "kind", "limit",
+    __slots__ = ("cancelled", "due", "engine", "expires", "fired", "forcer", "grace", "ident", "kind", "limit",
                  "loop", "owner", "raised_at", "started", "task", "task_cancelled", "tracer")
 
     def __init__(self, limit: float, now: float, engine: Any, grace: float, ident: int,
@@ -52,7 +52,7 @@ class Deadline:
         self.engine, self.grace, self.ident, self.owner = engine, grace, ident, owner
         self.fired = self.cancelled = self.task_cancelled = False
         self.raised_at = 0.0
-        self.kind = self.loop = self.task = self.tracer = None
+        self.kind = self.loop = self.task = self.tracer = self.forcer = None
 
 
 # thread ident -> the deadlines armed on that thread, outermost first
@@ -92,6 +92,8 @@ def arm(limit: float, engine: Any, grace: float, owner: FrameType | None) -> Dea
 def cancel(deadline: Deadline) -> None:
     """Stop ``deadline`` and every deadline armed after it on its thread (their blocks are over)."""
     deadline.cancelled = True
+    if deadline.forcer is not None:  # its stop was raised at every line (forcing.py): no longer
+        deadline.forcer.end()
     stack = stacks.get(deadline.ident)
     if stack:
         if stack[-1] is deadline:

@@ -5,8 +5,8 @@ A cell run in the kernel (signal engine) starts processes as children of the ker
 Linux, the children its thread had then, in microseconds); when the cell is stopped, each child of
 the kernel started since, with everything below it, is stopped. Children that existed before the
 cell are left alone, and on Linux so are those that threads which ran before the cell (a background
-job's, other than the cell's own thread) start during it; so are nbtimeout's own forks (fork mode, ``nbtimeout.map`` workers), which
-their engines stop and reap themselves.
+job's, other than the cell's own thread) start during it; so are nbtimeout's own forks (fork mode,
+``nbtimeout.map`` workers), which their engines stop and reap themselves.
 """
 
 from __future__ import annotations
