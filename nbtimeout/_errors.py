@@ -18,6 +18,8 @@ CRASHED = "the {engine} child {how} after {elapsed}; the kernel is unharmed"
 # An in-kernel cell stopped well past its limit: the stop waited for the interpreter.
 OVERRAN = ("it overran by {overrun}: the {engine} engine stops a cell only when it runs Python, so C code "
            "(or a bare except: that swallowed the stop) ran on; -m fork stops C code on time")
+SIGNAL_TAKEN = ("nbtimeout: signal {old} now has a handler of yours, which stays; nbtimeout's limits use "
+                "{new} from now on")
 BUDGET_SPENT = "the notebook's {budget} budget is spent: this cell did not run (%timeout off clears the budget)"
 BUDGET_RAN_OUT = "the notebook's {budget} budget ran out"
 NO_SIGNAL_THREAD = (

@@ -250,3 +250,36 @@ def test_a_swallowed_stop_keeps_the_users_trace_function(kernel):
         assert kernel.value("sys.gettrace() is tracer")
     finally:
         kernel.run("sys.settrace(None)")
+
+
+# --- nbtimeout's signal handling stays out of the user's sight -----------------------------------
+
+def test_inside_a_cell_under_the_every_cell_limit_getsignal_shows_the_handler_of_before(kernel):
+    before = kernel.value("repr(signal.getsignal(signal.SIGINT))")
+    assert kernel.run("%timeout 10").status == "ok"
+    try:
+        inside = kernel.run("print(repr(signal.getsignal(signal.SIGINT)))").stream().strip()
+        handler_of_their_own = kernel.run(cell("""
+            def mine(signum, frame):
+                pass
+            previous = signal.signal(signal.SIGINT, mine)
+            print(repr(previous))
+        """))
+    finally:
+        kernel.run("%timeout off")
+    assert inside == before
+    assert handler_of_their_own.stream().strip() == before
+
+
+def test_a_handler_the_user_puts_on_nbtimeouts_signal_stays_and_the_limits_move(kernel):
+    assert kernel.run("%%timeout 1\npass").status == "ok"
+    ours = kernel.value("nbtimeout._engines.delivery.SIGNAL.signum")
+    assert kernel.run(f"got = []\nsignal.signal({ours}, lambda s, f: got.append(s))").status == "ok"
+    result, took = timed(kernel, "%%timeout 0.3\nwhile True: pass")
+    assert result.ename == "CellTimeoutError", result.traceback
+    assert took < 2
+    told = result.stream("stderr")
+    assert f"signal {ours} now has a handler of yours, which stays" in told
+    assert told.count("\n") == 1
+    assert kernel.run(f"signal.raise_signal({ours}); print(got)").stream() == f"[{ours}]\n"
+    kernel.run(f"signal.signal({ours}, signal.SIG_DFL)")

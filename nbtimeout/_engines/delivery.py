@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
-from .._errors import NO_ASYNC_EXC, NO_SIGNAL, NO_SIGNAL_THREAD, _Expired
+from .._errors import NO_ASYNC_EXC, NO_SIGNAL, NO_SIGNAL_THREAD, SIGNAL_TAKEN, _Expired
 from .._where import PACKAGE_DIR
 from . import forcing, ktimer, watchdog
 from .watchdog import AWAY, BUSY, GONE, HOLD, SENT, STOPPED, Deadline
@@ -96,7 +96,8 @@ class _AsyncExpired(_Expired):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         deadline = self.deadline
-        if deadline.raised_at and time.monotonic() >= deadline.raised_at + deadline.grace \
+        # A refire, not the first stop (the watchdog notes raised_at as it sets the first one).
+        if deadline.raised_at and time.monotonic() >= deadline.raised_at + max(deadline.grace, watchdog.REFIRE) \
                 and not deadline.cancelled:
             forcing.force(deadline, sys._getframe(1), classify)
 
@@ -150,7 +151,7 @@ class SignalDelivery:
     def __init__(self, fallback: ThreadDelivery) -> None:
         self._fallback = fallback
         self.signum: int | None = None
-        self._chosen = False
+        self._chosen = self._installed = False
         self._timer: ktimer.KernelTimer | bool | None = None  # False: none can be made here
 
     def _choose(self) -> int | None:
@@ -175,12 +176,27 @@ class SignalDelivery:
         return NO_SIGNAL if self.signum is None else None
 
     def prepare(self, deadline: Deadline) -> None:
-        # On the main thread: (re)install the handler, in case code of the user's replaced it.
-        if _signal.getsignal(self.signum) is not _on_signal:  # _signal's: no enum conversion
-            signal.signal(self.signum, _on_signal)
-            watchdog.kernel_timed = self
+        # On the main thread: install the handler; if code of the user's put one of its own on
+        # the signal since, theirs stays and ours moves to another free signal, said in one line.
+        current = _signal.getsignal(self.signum)  # _signal's: no enum conversion
+        if current is not _on_signal:
+            if self._installed and current != signal.SIG_DFL:
+                self._move()
+            if self.signum is not None:
+                signal.signal(self.signum, _on_signal)
+                self._installed = True
+                watchdog.kernel_timed = self
         forcing.watch_unraisable(classify)
         self.timed()  # made here, on the main thread, before the watchdog could look for it
+
+    def _move(self) -> None:
+        old, timer = self.signum, self._timer
+        if timer:
+            with timer.lock:
+                timer.at_never()  # it must not send theirs
+        self._timer, self.signum = None, self._choose()
+        # None free: the thread engine's delivery stops the main thread's blocks (see deliver).
+        print(SIGNAL_TAKEN.format(old=old, new=self.signum or "the thread engine's exception"), file=sys.stderr)
 
     def armed(self, deadline: Deadline) -> None:
         """On the main thread, as ``deadline`` is armed: the kernel timer signals by its due time.
@@ -205,7 +221,7 @@ class SignalDelivery:
     def timed(self) -> bool:
         """Whether a kernel timer sends this signal (see ktimer.py)."""
         if self._timer is None:
-            self._timer = ktimer.make(self.signum) or False
+            self._timer = (self.signum is not None and ktimer.make(self.signum)) or False
         return bool(self._timer)
 
     def ahead(self) -> None:
@@ -215,8 +231,8 @@ class SignalDelivery:
             self._timer.follow(_next_due)
 
     def deliver(self, deadline: Deadline) -> str:
-        if _signal.getsignal(self.signum) is not _on_signal:  # replaced since: never send a default action
-            return self._fallback.deliver(deadline)
+        if self.signum is None or _signal.getsignal(self.signum) is not _on_signal:
+            return self._fallback.deliver(deadline)  # replaced since: never send theirs, or a default action
         if suspended(deadline.owner, watchdog.running(deadline.ident)):
             return AWAY  # a generator holding the limit waits to be resumed: no signal to no purpose
         signal.pthread_kill(deadline.ident, self.signum)

@@ -48,8 +48,10 @@ class Forcer:
         deadline = self.deadline
         if deadline.cancelled:
             return None
-        if event == "line" and self.classify(frame, deadline, (self.previous, None)) == STOPPED \
+        if event == "line" and not (frame is deadline.owner and frame.f_lineno == deadline.line) \
+                and self.classify(frame, deadline, (self.previous, None)) == STOPPED \
                 and not in_unraisable(frame, deadline.owner):
+            # (Never at the with-statement's own line: the block's exit, which ends the limit, runs there.)
             raise _Expired(deadline)
         return self
 

@@ -94,6 +94,10 @@ class KernelTimer:
             if when != before:
                 self._set(when)
 
+    def at_never(self) -> None:
+        """No signal until set again (call with ``lock`` held)."""
+        self._set(math.inf)
+
     def _set(self, when: float) -> None:
         spec = _ITimerSpec()
         if when < math.inf:

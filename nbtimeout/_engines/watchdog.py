@@ -42,7 +42,7 @@ GONE = "gone"        # the thread or the block no longer exists: forget the dead
 class Deadline:
     """One armed limit. ``fired`` turns True once it expired and its stop was delivered."""
 
-    __slots__ = ("cancelled", "due", "engine", "expires", "fired", "forcer", "grace", "ident", "kind", "limit",
+    __slots__ = ("cancelled", "due", "engine", "expires", "fired", "forcer", "grace", "ident", "kind", "limit", "line",
                  "loop", "owner", "raised_at", "started", "task", "task_cancelled", "tracer")
 
     def __init__(self, limit: float, now: float, engine: Any, grace: float, ident: int,
@@ -53,6 +53,7 @@ class Deadline:
         self.fired = self.cancelled = self.task_cancelled = False
         self.raised_at = 0.0
         self.kind = self.loop = self.task = self.tracer = self.forcer = None
+        self.line = owner.f_lineno if owner is not None else 0  # the with-statement's: its exit runs there
 
 
 # thread ident -> the deadlines armed on that thread, outermost first
