@@ -15,9 +15,11 @@ STOPPED = "ran past its {limit} limit ({engine} engine)"
 MIN_LIMIT = 0.001
 TOO_SHORT = "%%timeout: {given} is too short to be honoured: give a limit of at least 1 ms"
 CRASHED = "the {engine} child {how} after {elapsed}; the kernel is unharmed"
-# A signal cell stopped well past its limit: the alarm waited for the interpreter.
-OVERRAN = ("it overran by {overrun}: the signal engine stops a cell only when it runs Python, so C code "
+# An in-kernel cell stopped well past its limit: the stop waited for the interpreter.
+OVERRAN = ("it overran by {overrun}: the {engine} engine stops a cell only when it runs Python, so C code "
            "(or a bare except: that swallowed the stop) ran on; -m fork stops C code on time")
+SIGNAL_TAKEN = ("nbtimeout: signal {old} now has a handler of yours, which stays; nbtimeout's limits use "
+                "{new} from now on")
 BUDGET_SPENT = "the notebook's {budget} budget is spent: this cell did not run (%timeout off clears the budget)"
 BUDGET_RAN_OUT = "the notebook's {budget} budget ran out"
 NO_SIGNAL_THREAD = (

@@ -59,10 +59,13 @@ def arm(limit: float, mode: str = "auto", grace: float = GRACE, owner: FrameType
     Its stop is raised only while ``owner`` runs (None: anywhere on this thread).
     """
     engine = choose(mode)
-    if engine is SIGNAL and not watchdog.stacks.get(threading.get_ident()):
-        engine.prepare(None)
-    deadline = watchdog.arm(limit, engine, grace, owner)
-    if engine is THREAD:
+    if engine is SIGNAL:
+        if not watchdog.stacks.get(threading.get_ident()):
+            engine.prepare(None)
+        deadline = watchdog.arm(limit, engine, grace, owner)
+        engine.armed(deadline)
+    else:
+        deadline = watchdog.arm(limit, engine, grace, owner)
         engine.prepare(deadline)
     if owner is not None and owner.f_code.co_flags & _COROUTINE:
         _note_task(deadline)
@@ -73,8 +76,24 @@ def _note_task(deadline: Deadline) -> None:
     # A coroutine's block: while it waits in the event loop, the stop is the cancel of its task.
     asyncio = sys.modules.get("asyncio")
     loop = asyncio and asyncio._get_running_loop()
-    if loop is not None:
-        deadline.loop, deadline.task = loop, asyncio.current_task(loop)
+    task = loop and asyncio.current_task(loop)
+    if task is not None and _driven_by(task, deadline.owner):
+        deadline.loop, deadline.task = loop, task
+
+
+def _driven_by(task: Any, owner: FrameType | None) -> bool:
+    """Whether the coroutine of ``owner`` runs as a step of ``task``: from it down to the task's
+    coroutine, every frame is a coroutine or generator awaiting the next. One stepped by hand
+    (``coro.send(None)`` in a cell) is not: cancelling the task running the cell would stop the kernel's."""
+    get_coro = getattr(task, "get_coro", None)
+    coro = get_coro() if get_coro is not None else None
+    top = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+    frame = owner
+    while frame is not None and frame.f_code.co_flags & watchdog.SUSPENDABLE:
+        if frame is top:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def fired(deadline: Deadline) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import _signal
 import ctypes
+import math
 import os
 import signal
 import sys
@@ -21,10 +22,10 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
-from .._errors import NO_ASYNC_EXC, NO_SIGNAL, NO_SIGNAL_THREAD, _Expired
+from .._errors import NO_ASYNC_EXC, NO_SIGNAL, NO_SIGNAL_THREAD, SIGNAL_TAKEN, _Expired
 from .._where import PACKAGE_DIR
-from . import ktimer, landing, watchdog
-from .watchdog import BUSY, GONE, HOLD, SENT, STOPPED, Deadline
+from . import forcing, ktimer, landing, watchdog
+from .watchdog import AWAY, BUSY, GONE, HOLD, SENT, STOPPED, Deadline
 
 # nbtimeout frames that only call user code (the decorator's wrapper). Innermost at the stop, they
 # mean a C function of the user's is running (``timeout(1)(time.sleep)``): stop there.
@@ -60,7 +61,7 @@ def classify(frame: FrameType | None, deadline: Deadline, tracers: tuple[Any, An
         if debuggers and code.co_filename in debuggers:
             return HOLD  # at a pdb / %debug prompt inside the block
         frame = frame.f_back
-    return STOPPED if owner is None else watchdog.AWAY
+    return STOPPED if owner is None else AWAY
 
 
 def _code_of(func: Any) -> CodeType | None:
@@ -86,6 +87,21 @@ def _is_debugger(tracer: Any) -> bool:
     return bdb is not None and isinstance(getattr(tracer, "__self__", None), bdb.Bdb)
 
 
+class _AsyncExpired(_Expired):
+    """The thread engine's stop. Made in the stopped thread (where it is raised or first caught):
+    past the grace, from there on it is raised at every line of the block (see forcing.py)."""
+
+    deadline: Deadline
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        deadline = self.deadline
+        # A refire, not the first stop (the watchdog notes raised_at as it sets the first one).
+        if deadline.raised_at and time.monotonic() >= deadline.raised_at + max(deadline.grace, watchdog.REFIRE) \
+                and not deadline.cancelled:
+            forcing.force(deadline, sys._getframe(1), classify)
+
+
 class ThreadDelivery:
     """``PyThreadState_SetAsyncExc``: the stop is raised in the deadline's thread, any thread."""
 
@@ -101,6 +117,7 @@ class ThreadDelivery:
     def prepare(self, deadline: Deadline) -> None:
         # Another thread's trace function cannot be read from the watchdog: note this one's now.
         deadline.tracer = (sys.gettrace(), sys.getprofile())
+        forcing.watch_unraisable(classify)
 
     def deliver(self, deadline: Deadline) -> str:
         # The thread raises the stop itself, where it lands (landing.py), where it can.
@@ -111,7 +128,7 @@ class ThreadDelivery:
         if verdict != STOPPED:
             return verdict
         if deadline.kind is None:  # the exception class carries its deadline: an async exc has no args
-            deadline.kind = type("_Expired", (_Expired,), {"deadline": deadline})
+            deadline.kind = type("_Expired", (_AsyncExpired,), {"deadline": deadline})
         args = (ctypes.c_ulong(deadline.ident), ctypes.py_object(deadline.kind))
         # The thread raises where it is paused now. Threads switch only after a call returns or at
         # a loop's jump: from the second look at its frames to the call that sets the stop there
@@ -137,7 +154,7 @@ class SignalDelivery:
     def __init__(self, fallback: ThreadDelivery) -> None:
         self._fallback = fallback
         self.signum: int | None = None
-        self._chosen = False
+        self._chosen = self._installed = False
         self._timer: ktimer.KernelTimer | bool | None = None  # False: none can be made here
 
     def _choose(self) -> int | None:
@@ -162,25 +179,65 @@ class SignalDelivery:
         return NO_SIGNAL if self.signum is None else None
 
     def prepare(self, deadline: Deadline) -> None:
-        # On the main thread: (re)install the handler, in case code of the user's replaced it.
-        if _signal.getsignal(self.signum) is not _on_signal:  # _signal's: no enum conversion
-            signal.signal(self.signum, _on_signal)
-            watchdog.kernel_timed = self
+        # On the main thread: install the handler; if code of the user's put one of its own on
+        # the signal since, theirs stays and ours moves to another free signal, said in one line.
+        current = _signal.getsignal(self.signum)  # _signal's: no enum conversion
+        if current is not _on_signal:
+            if self._installed and current != signal.SIG_DFL:
+                self._move()
+            if self.signum is not None:
+                signal.signal(self.signum, _on_signal)
+                self._installed = True
+                watchdog.kernel_timed = self
+        forcing.watch_unraisable(classify)
+        self.timed()  # made here, on the main thread, before the watchdog could look for it
+
+    def _move(self) -> None:
+        old, timer = self.signum, self._timer
+        if timer:
+            with timer.lock:
+                timer.at_never()  # it must not send theirs
+        self._timer, self.signum = None, self._choose()
+        # None free: the thread engine's delivery stops the main thread's blocks (see deliver).
+        print(SIGNAL_TAKEN.format(old=old, new=self.signum or "the thread engine's exception"), file=sys.stderr)
+
+    def armed(self, deadline: Deadline) -> None:
+        """On the main thread, as ``deadline`` is armed: the kernel timer signals by its due time.
+
+        Set here, not by the watchdog: a C call that holds the GIL from the block's first line
+        would keep the watchdog from ever setting it, and no stop would follow when the call returns."""
+        if self.timed():
+            self._timer.by(deadline.expires, deadline.started)
+
+    def rearm(self, stack: list[Deadline] | None, now: float) -> None:
+        """In the handler: the next deadline not yet due gets its signal (this one may have been an
+        earlier deadline's, since cancelled). The lock may be held by the code interrupted: then
+        the watchdog sets it."""
+        if stack and self.timed():
+            soonest = min((d.expires for d in stack if d.engine is self and not d.fired and not d.cancelled
+                           and d.expires > now), default=None)
+            if soonest is not None:
+                self._timer.by(soonest, now, wait=False)
+                if not now < self._timer.armed_at <= soonest:
+                    watchdog.ring()
 
     def timed(self) -> bool:
-        """From the watchdog: whether a kernel timer sends this signal (see ktimer.py)."""
+        """Whether a kernel timer sends this signal (see ktimer.py)."""
         if self._timer is None:
-            self._timer = ktimer.make(self.signum) or False
+            self._timer = (self.signum is not None and ktimer.make(self.signum)) or False
         return bool(self._timer)
 
-    def ahead(self, when: float) -> None:
-        """From the watchdog: have the kernel send the signal at ``when``."""
+    def ahead(self) -> None:
+        """From the watchdog: have the kernel send the signal when the main thread's next
+        deadline is due (none: never)."""
         if self.timed():
-            self._timer.at(when)
+            self._timer.follow(_next_due)
 
     def deliver(self, deadline: Deadline) -> str:
-        if _signal.getsignal(self.signum) is not _on_signal:  # replaced since: never send a default action
-            return self._fallback.deliver(deadline)
+        if self.signum is None or _signal.getsignal(self.signum) is not _on_signal:
+            return self._fallback.deliver(deadline)  # replaced since: never send theirs, or a default action
+        if suspended(deadline.owner, watchdog.running(deadline.ident)):
+            return AWAY  # a generator holding the limit waits to be resumed: no signal to no purpose
         signal.pthread_kill(deadline.ident, self.signum)
         time.sleep(0)  # let go of the GIL: the stopped thread needs it to run the handler
         return SENT
@@ -190,27 +247,55 @@ THREAD = ThreadDelivery()
 SIGNAL = SignalDelivery(THREAD)
 
 
+def _next_due() -> float:
+    """When the main thread's next signal deadline that has not fired is due (read by the watchdog)."""
+    main = watchdog.stacks.get(threading.main_thread().ident) or ()
+    return min((d.expires for d in list(main) if d.engine is SIGNAL and not d.fired and not d.cancelled),
+               default=math.inf)
+
+
+def suspended(owner: FrameType | None, frame: FrameType | None) -> bool:
+    """Whether ``owner``, a generator's or coroutine's frame, is not among the frames from ``frame``
+    (a thread's innermost) down: the block waits to be resumed."""
+    if owner is None or not owner.f_code.co_flags & watchdog.SUSPENDABLE:
+        return False
+    while frame is not None:
+        if frame is owner:
+            return False
+        frame = frame.f_back
+    return True
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """Raise the stop of the outermost fired deadline of the main thread, where that is safe."""
+    """Raise the stop of the outermost due deadline of the main thread whose block is running.
+
+    Every due deadline is looked at: one whose block is suspended (a generator left inside its
+    ``with``) or in its grace must not hide another that is due where the code runs now."""
     stack = watchdog.stacks.get(threading.get_ident())
-    if not stack:
-        return  # a late signal: its deadline was cancelled meanwhile
     now = time.monotonic()
-    for deadline in stack:
-        if not deadline.cancelled and deadline.engine is SIGNAL and (deadline.fired or deadline.expires <= now):
-            break
-    else:
-        return  # early, or its deadline was cancelled meanwhile
-    if deadline.raised_at and now < deadline.raised_at + deadline.grace:
-        return  # a second signal (the kernel timer's and the watchdog's) while cleanup has its grace
-    deadline.fired = True
-    verdict = classify(frame, deadline, (sys.gettrace(), sys.getprofile()))
-    if verdict != STOPPED:
+    tracers = None
+    for deadline in list(stack or ()):
+        if deadline.cancelled or deadline.engine is not SIGNAL or not (deadline.fired or deadline.expires <= now):
+            continue  # not due (early), or not ours
+        if deadline.raised_at and now < deadline.raised_at + deadline.grace:
+            continue  # a second signal (the kernel timer's and the watchdog's) while cleanup has its grace
+        deadline.fired = True
+        if tracers is None:
+            tracers = (sys.gettrace(), sys.getprofile())
+        verdict = classify(frame, deadline, tracers)
+        if verdict == STOPPED and forcing.in_unraisable(frame, deadline.owner):
+            # In __del__ the stop would be reported and lost: raise it at the block's next line.
+            forcing.force(deadline, frame, classify)
+            deadline.raised_at = deadline.raised_at or now
+            continue
+        if verdict == STOPPED:
+            if not deadline.raised_at:
+                deadline.raised_at = now
+            elif now >= deadline.raised_at + deadline.grace:
+                forcing.force(deadline, frame, classify)  # swallowed after its grace: every line from now
+            raise _Expired(deadline)
         watchdog.retry(deadline, verdict)
-        return
-    if not deadline.raised_at:
-        deadline.raised_at = now
-    raise _Expired(deadline)
+    SIGNAL.rearm(stack, now)
 
 
 def _in_forked_child() -> None:

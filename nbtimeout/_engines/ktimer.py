@@ -12,6 +12,7 @@ import ctypes
 import math
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 SIGEV_THREAD_ID = 4
@@ -37,7 +38,11 @@ class _ITimerSpec(ctypes.Structure):
 def _functions() -> tuple[Any, Any] | None:
     import ctypes.util  # on first use: it imports subprocess, which `import nbtimeout` need not
 
-    for name in (None, ctypes.util.find_library("rt")):  # glibc 2.34+ has them in libc itself
+    for name in (None, "rt"):  # glibc 2.34+ has them in libc itself
+        if name is not None:  # searched only if needed: find_library may run a program
+            name = ctypes.util.find_library(name)
+            if name is None:
+                continue
         try:
             lib = ctypes.CDLL(name, use_errno=True)
         except OSError:
@@ -57,18 +62,52 @@ class KernelTimer:
         self._id = ctypes.c_void_p()
         if create(CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(self._id)) != 0:
             raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-        self.armed_at = math.inf
+        self.armed_at = math.inf  # -inf while the watchdog chooses a new time (see ``follow``)
+        # Held while a time is chosen and set: the main thread (arming) and the watchdog (looking
+        # ahead) both set it, and a look-ahead that predates a new deadline must not push it back.
+        self.lock = threading.Lock()
 
-    def at(self, when: float) -> None:
-        """Signal at monotonic time ``when`` (replacing any earlier request); ``inf``: never."""
-        if when == self.armed_at:
+    def by(self, when: float, now: float, wait: bool = True) -> None:
+        """Make sure a signal comes no later than ``when``, unless one is due sooner. From the main
+        thread; ``wait=False`` (a signal handler, which may have interrupted this very call): do
+        nothing if the lock is held."""
+        if now < self.armed_at <= when:  # the usual case: no system call, no lock
             return
+        if not self.lock.acquire(wait):
+            return
+        try:
+            if not now < self.armed_at <= when:
+                self._set(when)
+        finally:
+            self.lock.release()
+
+    def follow(self, soonest: Callable[[], float]) -> None:
+        """From the watchdog: signal at ``soonest()`` (``inf``: never), which it reads with the lock
+        held. Meanwhile ``armed_at`` is -inf, so an arm that read the old time takes the lock and
+        looks again rather than trust a time this call may move past its deadline."""
+        with self.lock:
+            before, self.armed_at = self.armed_at, -math.inf
+            try:
+                when = soonest()
+            finally:
+                self.armed_at = before
+            if when != before:
+                self._set(when)
+
+    def at_never(self) -> None:
+        """No signal until set again (call with ``lock`` held)."""
+        self._set(math.inf)
+
+    def _set(self, when: float) -> None:
         spec = _ITimerSpec()
         if when < math.inf:
             fraction, seconds = math.modf(max(when, 1e-9))
             spec.value.sec, spec.value.nsec = int(seconds), int(fraction * 1e9) or 1
-        self._settime(self._id, TIMER_ABSTIME, ctypes.byref(spec), None)
-        self.armed_at = when
+        self.armed_at = -math.inf  # until it is set: see ``follow``
+        try:
+            self._settime(self._id, TIMER_ABSTIME, ctypes.byref(spec), None)
+        finally:
+            self.armed_at = when
 
 
 def make(signum: int) -> KernelTimer | None:

@@ -28,6 +28,8 @@ REFIRE = 0.05
 # While the stopped code runs nbtimeout's own bookkeeping, or a trace function: try again this soon.
 RETRY = 0.001
 
+SUSPENDABLE = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
+
 # Verdicts of a delivery: what the stopped thread was doing.
 STOPPED = "stopped"  # the stop was raised in the thread
 SENT = "sent"        # a signal is on its way; its handler decides (and tells us through ``retry``)
@@ -40,7 +42,7 @@ GONE = "gone"        # the thread or the block no longer exists: forget the dead
 class Deadline:
     """One armed limit. ``fired`` turns True once it expired and its stop was delivered."""
 
-    __slots__ = ("cancelled", "due", "engine", "expires", "fired", "grace", "ident", "kind", "limit",
+    __slots__ = ("cancelled", "due", "engine", "expires", "fired", "forcer", "grace", "ident", "kind", "limit", "line",
                  "loop", "owner", "raised_at", "started", "task", "task_cancelled", "tracer")
 
     def __init__(self, limit: float, now: float, engine: Any, grace: float, ident: int,
@@ -50,7 +52,8 @@ class Deadline:
         self.engine, self.grace, self.ident, self.owner = engine, grace, ident, owner
         self.fired = self.cancelled = self.task_cancelled = False
         self.raised_at = 0.0
-        self.kind = self.loop = self.task = self.tracer = None
+        self.kind = self.loop = self.task = self.tracer = self.forcer = None
+        self.line = owner.f_lineno if owner is not None else 0  # the with-statement's: its exit runs there
 
 
 # thread ident -> the deadlines armed on that thread, outermost first
@@ -90,6 +93,8 @@ def arm(limit: float, engine: Any, grace: float, owner: FrameType | None) -> Dea
 def cancel(deadline: Deadline) -> None:
     """Stop ``deadline`` and every deadline armed after it on its thread (their blocks are over)."""
     deadline.cancelled = True
+    if deadline.forcer is not None:  # its stop was raised at every line (forcing.py): no longer
+        deadline.forcer.end()
     stack = stacks.get(deadline.ident)
     if stack:
         if stack[-1] is deadline:
@@ -97,8 +102,9 @@ def cancel(deadline: Deadline) -> None:
         elif deadline in stack:
             # Inner blocks that never cancelled (a RecursionError in their exit, say) end with it;
             # blocks of other asyncio tasks interleave on the same thread and go on.
+            # So do generators suspended inside their own block: theirs holds when they resume.
             at = stack.index(deadline)
-            keep = [inner for inner in stack[at + 1:] if inner.task is not deadline.task]
+            keep = [inner for inner in stack[at + 1:] if inner.task is not deadline.task or _waits(inner.owner)]
             for inner in stack[at:]:
                 if inner not in keep:
                     inner.cancelled, inner.owner = True, None
@@ -116,9 +122,20 @@ def cancel(deadline: Deadline) -> None:
             _pending.append(popped)
 
 
+def _waits(owner: FrameType | None) -> bool:
+    # A generator's or coroutine's frame that is not running: it is suspended (or it ended without
+    # cancelling, which the watchdog then sees as suspended: one look a second).
+    return owner is not None and owner.f_back is None and bool(owner.f_code.co_flags & SUSPENDABLE)
+
+
 def retry(deadline: Deadline, verdict: str) -> None:
     """From a signal handler: the stop could not be raised where the code was; say why."""
     _retry.append((deadline, verdict))
+    _ring()
+
+
+def ring() -> None:
+    """Wake the watchdog to look again now (safe in a signal handler: it never blocks)."""
     _ring()
 
 
@@ -191,9 +208,7 @@ def _turn(heap: list[tuple[float, int, Deadline]], order: itertools.count) -> li
         heapq.heapify(heap)
     soonest = heap[0][0] if heap else math.inf
     if kernel_timed is not None:  # the kernel's timer sends the main thread's next stop
-        main = stacks.get(threading.main_thread().ident) or ()
-        kernel_timed.ahead(min((d.expires for d in list(main) if d.engine is kernel_timed
-                                and not d.fired and not d.cancelled), default=math.inf))
+        kernel_timed.ahead()
     _wake_at = soonest
     if not _pending and not _retry:
         _bell.acquire(timeout=min(max(soonest - time.monotonic(), 0.0), threading.TIMEOUT_MAX)
@@ -231,8 +246,10 @@ def _reschedule(deadline: Deadline, verdict: str, now: float) -> bool:
         if loop is not None and not deadline.task_cancelled:  # it waits in the event loop: cancel there
             loop.call_soon_threadsafe(_cancel_task, deadline, task)
         deadline.due = now + REFIRE
-    elif verdict == AWAY and (owner := deadline.owner) is not None and owner.f_code.co_flags & _SUSPENDABLE:
-        deadline.due = now + REFIRE  # a generator that holds the limit is suspended: stop it on resume
+    elif verdict == AWAY and (owner := deadline.owner) is not None and owner.f_code.co_flags & SUSPENDABLE:
+        # A generator that holds the limit is suspended: stop it if it runs when we look. Less often
+        # as it stays suspended (an abandoned one may never run again), never less than once a second.
+        deadline.due = now + min(max(REFIRE, (now - deadline.expires) / 10), 1.0)
     else:  # the block ended without cancelling (or its thread did): nothing is left to stop
         # Only flags: the stack belongs to its thread, which drops cancelled entries when it arms.
         deadline.cancelled, deadline.owner = True, None
@@ -240,7 +257,6 @@ def _reschedule(deadline: Deadline, verdict: str, now: float) -> bool:
     return True
 
 
-_SUSPENDABLE = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
 
 
 def _cancel_task(deadline: Deadline, task: Any) -> None:

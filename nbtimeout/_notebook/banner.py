@@ -82,7 +82,7 @@ def ended(error: BaseException | None, elapsed: float, limit: float, engine: str
     if error is None:
         text = f"in {format_duration(elapsed)} ({_limit(limit, engine, budget)})"
         if late(elapsed, limit, engine):  # C code ran past the alarm to the cell's end
-            text += "; " + OVERRAN.format(overrun=format_duration(elapsed - limit))
+            text += "; " + OVERRAN.format(overrun=format_duration(elapsed - limit), engine=engine)
         return "finished", text, None
     if isinstance(error, BudgetSpentError):
         return "spent", str(error), None  # with -c too: the cell did not run at all
@@ -92,7 +92,7 @@ def ended(error: BaseException | None, elapsed: float, limit: float, engine: str
         if budget and error.limit < budget:
             text += "; " + BUDGET_RAN_OUT.format(budget=format_duration(budget))
         if late(error.elapsed, error.limit, error.engine):
-            text += "; " + OVERRAN.format(overrun=format_duration(error.elapsed - error.limit))
+            text += "; " + OVERRAN.format(overrun=format_duration(error.elapsed - error.limit), engine=error.engine)
         if keep_going:
             text += "; the notebook goes on (--continue)"
         return ("continued" if keep_going else "stopped"), text, where

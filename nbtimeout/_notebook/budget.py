@@ -8,6 +8,8 @@ before it starts, with a banner that names the budget, so *Run All* ends (unless
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -17,11 +19,21 @@ from .._units import format_duration, parse_duration
 from .options import Options
 
 
+class Nesting(threading.local):
+    """How many timed cells are in progress on this thread (kernel subshells run on threads of their own)."""
+
+    depth = 0
+
+
 class Budget:
     """Seconds granted, seconds used, and whether a spent budget stops Run All (not with ``-c``)."""
 
     def __init__(self, total: float, keep_going: bool = False) -> None:
         self.total, self.keep_going, self.used = total, keep_going, 0.0
+        # Timed cells running now, on any thread (nested ones, subshells), and since when: time is
+        # charged once while any runs, not once per cell that runs at the same time.
+        self._running, self._since = 0, 0.0
+        self._lock = threading.Lock()
 
     @property
     def left(self) -> float:
@@ -50,8 +62,18 @@ class Budget:
             error.args = (BUDGET_RAN_OUT.format(budget=format_duration(self.total))
                           + f" ({error.engine} engine)",)
 
-    def charge(self, seconds: float) -> None:
-        self.used += seconds
+    def begin(self) -> None:
+        """A timed cell starts (call ``end`` when it ends, whatever happens)."""
+        with self._lock:
+            if not self._running:
+                self._since = time.monotonic()
+            self._running += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if not self._running:
+                self.used += time.monotonic() - self._since
 
     def describe(self) -> str:
         """As ``%timeout`` shows it."""

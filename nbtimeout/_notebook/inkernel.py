@@ -14,7 +14,6 @@ import ast
 import asyncio
 import dataclasses
 import inspect
-import signal
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from .._engines import alarm as _alarm
 from .._errors import CellTimeoutError, _Expired
 from .._process.tree import Started, watcher
 from .._where import trim_tail
+from . import interrupts
 from .cell import CompiledCell, compile_cell
 from .options import AWAITED_FLAG, Options
 
@@ -114,18 +114,14 @@ class _Guard:
         self.processes = Started()
         self.token = watcher.watch(self.processes, self.started + options.limit, options.grace)
         self._last = getattr(sys, "last_value", None)  # IPython's last shown error, to tell a new one
-        self._sigint: Any = None
+        self._sigint: interrupts.Watch | None = None
         if threading.current_thread() is threading.main_thread():
-            self._sigint = signal.signal(signal.SIGINT, self._on_sigint)
+            self._sigint = interrupts.Watch(self._on_sigint)
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
+    def _on_sigint(self) -> None:
         self.interrupted = True
         if self.on_interrupt is not None:
             self.on_interrupt()
-        if callable(self._sigint):
-            self._sigint(signum, frame)
-        elif self._sigint == signal.SIG_DFL:
-            raise KeyboardInterrupt
 
     def left(self) -> float:
         return max(self.started + self.options.limit - time.monotonic(), MIN_STEP)
@@ -138,7 +134,7 @@ class _Guard:
         # engine has or has not delivered yet.
         self.fired |= self.processes.was_overdue()
         if self._sigint is not None:
-            signal.signal(signal.SIGINT, self._sigint)
+            self._sigint.close()
         if isinstance(error, (KeyboardInterrupt, asyncio.CancelledError)):
             trim_tail(error.__traceback__)  # ■ ends at the user's line, not in our handler or await
         # Its own limit or ■: an inner limit of the cell's code that escaped is an error like any other.

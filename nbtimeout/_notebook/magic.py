@@ -52,7 +52,9 @@ class TimeoutMagics(Magics):
     def __init__(self, shell: Any, **kwargs: Any) -> None:
         self._parsed: dict[tuple[Any, ...], Options] = {}  # first: config may validate every_cell
         super().__init__(shell, **kwargs)
-        self._depth = 0  # timed cells in progress: nested cells and their bodies are not re-wrapped
+        # Timed cells in progress on this thread (nested cells and their bodies are not re-wrapped);
+        # per thread, as each kernel subshell runs its cells on a thread of its own.
+        self._nesting = _budget.Nesting()
         self._budget: _budget.Budget | None = None  # %timeout --budget
 
     @validate("grace", "countdown_after")
@@ -61,6 +63,14 @@ class TimeoutMagics(Magics):
         if math.isnan(value):
             raise TraitError(f"TimeoutMagics.{proposal['trait'].name} must be a number of seconds, not nan")
         return value
+
+    @property
+    def _depth(self) -> int:
+        return self._nesting.depth
+
+    @_depth.setter
+    def _depth(self, value: int) -> None:
+        self._nesting.depth = value
 
     @validate("every_cell")
     def _check_every_cell(self, proposal: dict[str, Any]) -> str:
@@ -196,6 +206,8 @@ class _Timing:
         magics._depth += 1
         self.outermost = magics._depth == 1
         self.started, self.budget = time.monotonic(), magics._budget
+        if self.budget:
+            self.budget.begin()  # overlapping cells (subshells) are charged once
         try:
             # A SyntaxError, or an engine that cannot run here, shows no countdown.
             options, compiled = _inkernel.prepare(magics.shell, self.line, self.cell, self.options)
@@ -231,8 +243,8 @@ class _Timing:
     def _ended(self) -> None:
         magics = self.magics
         magics._depth -= 1
-        if self.budget and not magics._depth:
-            self.budget.charge(time.monotonic() - self.started)
+        if self.budget:
+            self.budget.end()
 
 
 # What ``unload`` took away, kept for a ``load`` in the same cell: %reload_ext keeps the every-cell

@@ -4,8 +4,9 @@ A cell run in the kernel (signal engine) starts processes as children of the ker
 ``%%bash``, ``subprocess``, ``os.system``. :class:`Started` notes when the cell started (and, on
 Linux, the children its thread had then, in microseconds); when the cell is stopped, each child of
 the kernel started since, with everything below it, is stopped. Children that existed before the
-cell are left alone, and so are nbtimeout's own forks (fork mode, ``nbtimeout.map`` workers), which
-their engines stop and reap themselves.
+cell are left alone, and on Linux so are those that threads which ran before the cell (a background
+job's, other than the cell's own thread) start during it; so are nbtimeout's own forks (fork mode,
+``nbtimeout.map`` workers), which their engines stop and reap themselves.
 """
 
 from __future__ import annotations
@@ -59,6 +60,23 @@ def forked_here() -> frozenset[int]:
     return frozenset()  # start times to the microsecond (macOS) tell old children from new
 
 
+def _threads() -> frozenset[str]:
+    """The kernel's threads now, by native id (Linux); empty where /proc cannot tell."""
+    return frozenset(os.listdir("/proc/self/task")) if _FAST else frozenset()
+
+
+def _others_children(threads: frozenset[str], own: str) -> set[int]:
+    """Children forked by ``threads`` (those that were there before the cell), the cell's ``own`` left out."""
+    pids: set[int] = set()
+    for tid in threads - {own}:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.update(map(int, f.read().split()))
+        except OSError:  # the thread ended
+            continue
+    return pids
+
+
 def _own_fork(proc: psutil.Process, me: psutil.Process) -> bool:
     """A child nbtimeout forked: it leads its own process group and runs the kernel's program."""
     try:
@@ -70,10 +88,13 @@ def _own_fork(proc: psutil.Process, me: psutil.Process) -> bool:
 class Started:
     """The processes started since this object was made; ``stop`` ends them."""
 
-    __slots__ = ("_before", "_lock", "_signalled", "_since", "overdue")
+    __slots__ = ("_before", "_lock", "_signalled", "_since", "_threads", "_tid", "overdue")
 
     def __init__(self) -> None:
         self._before = forked_here()
+        # Threads that ran before the cell, other than its own, are not the cell's code: what they
+        # start meanwhile (a background job) is theirs. Threads the cell starts count as the cell.
+        self._tid, self._threads = str(threading.get_native_id()), _threads()
         self._since = _clock() - _TICK
         self._lock = threading.Lock()
         self._signalled: set[int] = set()  # direct children we stopped, still to be reaped
@@ -84,9 +105,10 @@ class Started:
         the pids of those direct children."""
         me = psutil.Process()
         procs, direct = [], set()
+        theirs = _others_children(self._threads, self._tid) if self._threads else set()
         for child in me.children():
             try:
-                if child.pid in self._before or child.create_time() < self._since:
+                if child.pid in self._before or child.pid in theirs or child.create_time() < self._since:
                     continue  # it was there before the cell
                 if child.status() == psutil.STATUS_ZOMBIE or _own_fork(child, me):
                     continue
