@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .._errors import CellResultError
+from .._errors import CellResultError, not_carried
 from .._notebook.cell import CompiledCell
 from .._notebook.options import Options
 from . import engine as _fork
@@ -66,6 +66,7 @@ def run_cell(compiled: CompiledCell, shell: Any, options: Options) -> Any:
     if envelope.sync is not None:
         value, _, problems = apply(envelope.sync, namespace)
         if problems:
+            not_carried.set(True)
             print(f"nbtimeout: not carried back from the fork child: {'; '.join(problems)}", file=sys.stderr)
     if envelope.error is not None:
         _fork.raise_error(envelope)

@@ -4,6 +4,7 @@ Objects in the Registry (refs.py) are pickled as a small integer, an index into 
 that travels beside the pickle; the kernel resolves only the paths used. Functions made in the
 cell are rebuilt with the kernel's namespace as their globals (cloudpickle would give each its own
 dict), so they see names defined later and ``global x`` in them writes the kernel's ``x``.
+Weak references travel as references to their target.
 Wrappers that pickle by name (``lru_cache``, ``NewType``) or hold a lock (``singledispatch``'s
 cache, 3.11's ``cached_property``) are rebuilt by value around the cell's function. The check the
 child makes refuses a by-name reference to a notebook name the kernel does not have yet, so such an
@@ -18,6 +19,7 @@ import io
 import pickle
 import types
 import typing
+import weakref
 from typing import Any
 
 import cloudpickle
@@ -173,7 +175,24 @@ def _cached_property(func: Any, attrname: str | None, doc: Any) -> Any:
     return prop
 
 
-_REBUILD: dict[type, Any] = {functools._lru_cache_wrapper: _lru_reduce,
+def _weakref_reduce(ref: Any) -> Any:
+    if type(ref) is not weakref.ReferenceType:
+        return None
+    return _weakref, (ref(), ref.__callback__)
+
+
+def _weakref(target: Any, callback: Any) -> Any:
+    """A weak reference to ``target`` (a kernel object, or one the pickle made): dead if it was."""
+    if target is None:
+        target = _Gone()
+    return weakref.ref(target, callback)
+
+
+class _Gone:
+    """Stands for a weak reference's dead target: the reference made to it dies at once."""
+
+
+_REBUILD: dict[type, Any] = {functools._lru_cache_wrapper: _lru_reduce, weakref.ReferenceType: _weakref_reduce,
                              functools.cached_property: _cached_property_reduce}
 if isinstance(typing.NewType, type):  # 3.10 on; before, a NewType is a function and pickles by value
     _REBUILD[typing.NewType] = _newtype_reduce

@@ -167,7 +167,7 @@ class Snapshot:
             except Exception as err:
                 obj = _unwrap(entry[2])
                 # a changed object's state names its class: ("object", cls, ...)
-                shown = obj[1] if entry[0] == "mutated" and isinstance(obj[1], type) else type(obj)
+                shown = obj[1] if isinstance(obj, tuple) and len(obj) > 1 and isinstance(obj[1], type) else type(obj)
                 lost[_label(entry)] = f"{stays.class_name(shown)}: {stays.reason(obj, err)}"
             else:
                 good.append(entry)
@@ -224,6 +224,7 @@ def apply(changes: Changes, namespace: dict[str, Any]) -> tuple[Any, bool, list[
                 targets.append((key, _find(namespace, key, expected, cache), obj, summary))
             except Exception as err:
                 lost.setdefault(key[0], f"{type(err).__name__}: {err}")
+    changed_paths = {path for path, *_ in targets}
     for path, old, state, summary in targets:
         if moved_on(old, summary):  # the kernel changed it too, during the cell
             if not merge(old, state, summary):
@@ -235,6 +236,8 @@ def apply(changes: Changes, namespace: dict[str, Any]) -> tuple[Any, bool, list[
             in_place, new = False, _unwrap(state)
             lost.setdefault(path[0], f"{type(err).__name__}: {err}")
         if not in_place:
+            if len(path) > 1 and path[:-1] in changed_paths:
+                continue  # its holder changed too, and holds the new one now (an itertools.count)
             names = [n for n, v in namespace.items() if v is old and not _HISTORY.match(n)]
             for name in names:
                 namespace[name] = new
