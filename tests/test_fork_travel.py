@@ -165,46 +165,58 @@ def test_what_refers_to_a_new_name_by_name_loses_only_itself(kernel):
     assert "every change" not in stderr, stderr
 
 
-def test_a_kernel_threads_appends_during_the_cell_are_kept(kernel):
-    setup = """
-        import threading, time
-        log, go = [], threading.Event()
-        def write():
-            go.wait()
-            for i in range(5):
-                log.append(f'thread{i}')
-        threading.Thread(target=write).start()
-        """
-    # the kernel's thread writes while the cell runs (the child has no such thread)
-    body = "go.set(); time.sleep(1)\nlog.append('cell')"
-    plain, fork, stderr, _ = both(kernel, setup, body, "log")
+# A kernel thread that writes once the cell says so through a file (the child shares the disk, not
+# the kernel's memory), and says through another file that it is done.
+THREAD = """
+    import os, threading, time
+    def handshake(folder, write):
+        def run():
+            while not os.path.exists(f'{folder}/go'):
+                time.sleep(0.01)
+            write()
+            open(f'{folder}/done', 'w').close()
+        threading.Thread(target=run).start()
+    def cell_waits(folder):
+        open(f'{folder}/go', 'w').close()
+        while not os.path.exists(f'{folder}/done'):
+            time.sleep(0.01)
+    """
+
+
+def thread_case(kernel, tmp_path, data: str, write: str, body: str, probe: str):
+    answers, stderr = [], ""
+    for n, magic in enumerate(("", FORK)):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        assert kernel.run("%reset -f").status == "ok"
+        setup = kernel.run(cell(THREAD) + "\n" + data + f"\nhandshake({str(folder)!r}, lambda: {write})")
+        assert setup.status == "ok", setup.traceback
+        result = kernel.run(magic + f"cell_waits({str(folder)!r})\n" + body)
+        assert result.status == "ok", result.traceback
+        stderr = result.stream("stderr")
+        answers.append(kernel.value(probe))
+    return answers[0], answers[1], stderr
+
+
+def test_a_kernel_threads_appends_during_the_cell_are_kept(kernel, tmp_path):
+    plain, fork, stderr = thread_case(kernel, tmp_path, "log = []", "log.extend(f'thread{i}' for i in range(5))",
+                                      "log.append('cell')", "log")
     assert plain == fork == ["thread0", "thread1", "thread2", "thread3", "thread4", "cell"]
     assert WARNING not in stderr, stderr
 
 
-def test_a_change_goes_to_the_object_a_kernel_thread_moved(kernel):
-    setup = """
-        import threading
-        items, go = [[0], [1], [2]], threading.Event()
-        target = items[2]
-        threading.Thread(target=lambda: go.wait() and items.insert(0, ['T'])).start()
-        """
-    body = "go.set(); time.sleep(0.5)\ntarget.append('cell')"
-    plain, fork, _stderr, _ = both(kernel, "import time\n" + cell(setup), body, "items")
+def test_a_change_goes_to_the_object_a_kernel_thread_moved(kernel, tmp_path):
+    plain, fork, _ = thread_case(kernel, tmp_path, "items = [[0], [1], [2]]\ntarget = items[2]",
+                                 "items.insert(0, ['T'])", "target.append('cell')", "items")
     assert plain == fork == [["T"], [0], [1], [2, "cell"]]
 
 
-def test_an_object_both_sides_changed_keeps_the_kernels_and_says_so(kernel):
-    setup = """
-        import threading, time
-        d, go = {'a': 1}, threading.Event()
-        threading.Thread(target=lambda: go.wait() and d.update(k='kernel')).start()
-        """
-    kernel.run("%reset -f")
-    assert kernel.run(cell(setup)).status == "ok"
-    result = kernel.run(FORK + "go.set(); time.sleep(0.5)\nd['c'] = 'cell'")
-    assert kernel.value("d") == {"a": 1, "k": "kernel"}
-    assert "d (changed in the kernel during the cell too: the kernel's is kept)" in result.stream("stderr")
+def test_an_object_both_sides_changed_keeps_the_kernels_and_says_so(kernel, tmp_path):
+    plain, fork, stderr = thread_case(kernel, tmp_path, "d = {'a': 1}", "d.update(k='kernel')", "d['c'] = 'cell'",
+                                      "d")
+    assert plain == {"a": 1, "k": "kernel", "c": "cell"}
+    assert fork == {"a": 1, "k": "kernel"}
+    assert "d (changed in the kernel during the cell too: the kernel's is kept)" in stderr, stderr
 
 
 SETTINGS = {
