@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from contextvars import ContextVar
 
 from ._units import format_duration
 
@@ -12,6 +13,9 @@ MODES = ("auto", "signal", "thread", "fork")  # as -m/--mode and mode= name them
 STOPPED = "ran past its {limit} limit ({engine} engine)"
 # A cell's stop arrives within a fraction of a millisecond: a shorter limit could not be honoured,
 # only raced against the body (``timeout()`` in code accepts it: there a finish is a fine answer).
+NOT_CARRIED = "not everything came back from the fork child (see the warning above)"
+# Set by a fork cell whose changes did not all come back, so its record is not a clean "Finished".
+not_carried: ContextVar[bool] = ContextVar("nbtimeout_not_carried", default=False)
 MIN_LIMIT = 0.001
 TOO_SHORT = "%%timeout: {given} is too short to be honoured: give a limit of at least 1 ms"
 CRASHED = "the {engine} child {how} after {elapsed}; the kernel is unharmed"

@@ -2,7 +2,8 @@
 
 Carried: the working directory, ``os.environ`` (so ``%env``), ``sys.path``, new imports, the
 ``random`` module's and numpy's legacy global generators, and the settings of settings.py
-(matplotlib's ``rcParams``, numpy's print options, pandas options, warnings filters). Named in the
+(matplotlib's ``rcParams``, numpy's print options and error handling, pandas options, ``%precision``,
+warnings filters), and the directories ``%cd`` adds to ``_dh``. Named in the
 cell's warning line: a matplotlib backend switch, extensions loaded in the child, threads the cell
 left running (they stop with the child).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import random
 import sys
@@ -49,6 +51,22 @@ def _users_thread(thread: threading.Thread) -> bool:
     return type(thread).__module__ in ("threading", "__main__") and not thread.name.startswith("nbtimeout")
 
 
+def _importable(name: str) -> bool:
+    """Whether ``name`` is a module one can import by name: not a submodule, and not a module a C
+    extension registers under a top-level name of its own (pandas' ``_cyutility``)."""
+    if "." in name:
+        return False
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _dirs(shell: Any) -> list[Any]:
+    history = getattr(shell, "user_ns", {}).get("_dh")
+    return list(history) if isinstance(history, list) else []
+
+
 @dataclass
 class ProcessChanges:
     """What the kernel applies before it unpickles the cell's values (imports and paths first)."""
@@ -61,9 +79,10 @@ class ProcessChanges:
     random: Any = None
     numpy: Any = None
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dirs: list[Any] = field(default_factory=list)  # what %cd appended to _dh
     lost: list[str] = field(default_factory=list)
 
-    def apply(self) -> list[str]:
+    def apply(self, namespace: dict[str, Any] | None = None) -> list[str]:
         """Apply in the kernel; what could not be done, for the warning line."""
         failed = []
         if self.cwd is not None:
@@ -81,8 +100,11 @@ class ProcessChanges:
                 try:
                     importlib.import_module(name)
                 except Exception:  # an import can raise anything
-                    if "." not in name:
+                    if _importable(name):
                         failed.append(f"import {name}")
+        history = None if namespace is None else namespace.get("_dh")
+        if self.dirs and isinstance(history, list):
+            history.extend(self.dirs)
         return failed + settings.apply(self.settings)
 
     def apply_random(self) -> None:
@@ -107,6 +129,7 @@ class ProcessState:
     backend: Any
     extensions: set[str]
     threads: set[int]
+    dirs: list[Any] = field(default_factory=list)
 
     @classmethod
     def take(cls, shell: Any, kernel_random: Any) -> ProcessState:
@@ -117,7 +140,7 @@ class ProcessState:
             cwd = ""
         return cls(cwd, dict(os.environ), list(sys.path), set(sys.modules), kernel_random,
                    _numpy_state(), settings.read(), _backend(), _extensions(shell),
-                   {t.ident for t in threading.enumerate()})
+                   {t.ident for t in threading.enumerate()}, _dirs(shell))
 
     def changes(self, shell: Any) -> ProcessChanges:
         out = ProcessChanges()
@@ -135,6 +158,9 @@ class ProcessState:
         if self.numpy is not None and not _same_numpy_state(self.numpy, numpy_now):
             out.numpy = numpy_now
         out.settings = settings.changed(self.settings)
+        dirs = _dirs(shell)
+        if dirs[:len(self.dirs)] == self.dirs:
+            out.dirs = dirs[len(self.dirs):]
         backend = _backend()
         if backend != self.backend and self.backend is not None:
             out.lost.append(f"matplotlib backend switch to {backend!r}")

@@ -4,14 +4,22 @@ Objects in the Registry (refs.py) are pickled as a small integer, an index into 
 that travels beside the pickle; the kernel resolves only the paths used. Functions made in the
 cell are rebuilt with the kernel's namespace as their globals (cloudpickle would give each its own
 dict), so they see names defined later and ``global x`` in them writes the kernel's ``x``.
+Weak references travel as references to their target.
+Wrappers that pickle by name (``lru_cache``, ``NewType``) or hold a lock (``singledispatch``'s
+cache, 3.11's ``cached_property``) are rebuilt by value around the cell's function. The check the
+child makes refuses a by-name reference to a notebook name the kernel does not have yet, so such an
+entry is left out on its own instead of failing the whole pickle in the kernel.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import pickle
 import types
+import typing
+import weakref
 from typing import Any
 
 from .. import _pickling as pickling
@@ -28,6 +36,22 @@ class Forced:
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
+
+
+def custom_state(obj: Any) -> tuple:
+    """What a changed object that pickles itself sends back: its pickled state when it has no
+    ``__setstate__`` and that state is its ``__dict__`` (and slots), so the kernel can write it into
+    its own object (``inplace.put_back``); else a copy of the object."""
+    getstate = getattr(obj, "__getstate__", None)
+    if not hasattr(obj, "__setstate__") and getstate is not None:
+        try:
+            state = getstate()
+        except Exception:
+            state = None
+        if isinstance(state, dict) or (isinstance(state, tuple) and len(state) == 2
+                                       and isinstance(state[0], (dict, type(None))) and isinstance(state[1], dict)):
+            return "detached", type(obj), state
+    return "custom", Forced(obj)
 
 
 def _same(obj: Any) -> Any:
@@ -60,12 +84,21 @@ class RefPickler(pickling.Pickler):
         return index
 
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) is Forced:
+        cls = type(obj)
+        if cls is Forced:
             self._forced = id(obj.obj)
             return _same, (obj.obj,)
+        rebuild = _REBUILD.get(cls)
+        if rebuild is not None:
+            reduced = rebuild(obj)
+            if reduced is not None:
+                return reduced
         return super().reducer_override(obj)
 
     def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
+        if func.__code__ is _DISPATCH_CODE:
+            return _singledispatch, (func.registry[object], [(c, f) for c, f in func.registry.items()
+                                                             if c is not object])
         if func.__globals__ is not self.registry.namespace:
             return super()._dynamic_function_reduce(func)
         closure = None if func.__closure__ is None else tuple(pickling.make_empty_cell() for _ in func.__closure__)
@@ -95,6 +128,81 @@ def _set_function_state(func: types.FunctionType, state: tuple[dict, dict]) -> N
         setattr(func, name, value)
 
 
+def _lru_reduce(wrapper: Any) -> Any:
+    wrapped = getattr(wrapper, "__wrapped__", None)
+    if getattr(wrapped, "__module__", None) != "__main__" or not hasattr(wrapper, "cache_parameters"):
+        return None  # a library's: it pickles by its importable name
+    params = wrapper.cache_parameters()
+    return _lru_cache, (wrapped, params["maxsize"], params["typed"], dict(vars(wrapper)))
+
+
+def _lru_cache(func: Any, maxsize: Any, typed: bool, attrs: dict) -> Any:
+    wrapper = functools.lru_cache(maxsize=maxsize, typed=typed)(func)
+    vars(wrapper).update(attrs)
+    return wrapper
+
+
+def _singledispatch(default: Any, registered: list) -> Any:
+    func = functools.singledispatch(default)
+    for cls, impl in registered:
+        func.register(cls, impl)
+    return func
+
+
+def _newtype_reduce(new_type: Any) -> Any:
+    if getattr(new_type, "__module__", None) != "__main__":
+        return None
+    return _new_type, (new_type.__name__, new_type.__supertype__, new_type.__qualname__)
+
+
+def _new_type(name: str, supertype: Any, qualname: str) -> Any:
+    made = typing.NewType(name, supertype)
+    made.__module__, made.__qualname__ = "__main__", qualname
+    return made
+
+
+def _cached_property_reduce(prop: Any) -> Any:
+    if not hasattr(prop, "lock"):  # 3.12 on: no lock, it pickles as itself
+        return None
+    return _cached_property, (prop.func, prop.attrname, prop.__doc__)
+
+
+def _cached_property(func: Any, attrname: str | None, doc: Any) -> Any:
+    prop = functools.cached_property(func)
+    prop.attrname, prop.__doc__ = attrname, doc
+    return prop
+
+
+def _weakref_reduce(ref: Any) -> Any:
+    if type(ref) is not weakref.ReferenceType:
+        return None
+    return _weakref, (ref(), ref.__callback__)
+
+
+def _weakref(target: Any, callback: Any) -> Any:
+    """A weak reference to ``target`` (a kernel object, or one the pickle made): dead if it was."""
+    if target is None:
+        target = _Gone()
+    return weakref.ref(target, callback)
+
+
+class _Gone:
+    """Stands for a weak reference's dead target: the reference made to it dies at once."""
+
+
+_REBUILD: dict[type, Any] = {functools._lru_cache_wrapper: _lru_reduce, weakref.ReferenceType: _weakref_reduce,
+                             functools.cached_property: _cached_property_reduce}
+if isinstance(typing.NewType, type):  # 3.10 on; before, a NewType is a function and pickles by value
+    _REBUILD[typing.NewType] = _newtype_reduce
+_DISPATCH_CODE = functools.singledispatch(_same).__code__
+
+
+class _Refs(list):
+    """The registered objects a pickle refers to, and the registry they come from."""
+
+    registry: Registry
+
+
 def dumps(obj: Any, registry: Registry, buffers: list[pickle.PickleBuffer],
           also: Any = None) -> tuple[bytes, Table, list[Any]]:
     """``obj`` pickled, the table of the registered objects it refers to, and those objects. Buffers
@@ -111,16 +219,31 @@ def dumps(obj: Any, registry: Registry, buffers: list[pickle.PickleBuffer],
     file = io.BytesIO()
     pickler = RefPickler(file, registry, buffer_callback=keep)
     pickler.dump(obj)
-    return file.getvalue(), pickler.table, pickler.objects
+    objects = _Refs(pickler.objects)
+    objects.registry = registry
+    return file.getvalue(), pickler.table, objects
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: Any, buffers: Any, objects: list[Any]) -> None:
+    def __init__(self, file: Any, buffers: Any, objects: list[Any], registry: Registry | None) -> None:
         super().__init__(file, buffers=buffers)
-        self._objects = objects
+        self._objects, self._registry = objects, registry
 
     def persistent_load(self, pid: Any) -> Any:
         return self._objects[pid]
+
+    def find_class(self, module: str, name: str) -> Any:
+        registry = self._registry
+        if module == "__main__" and registry is not None:  # the child's check: as the kernel would
+            head = name.partition(".")[0]
+            found = registry.namespace.get(head, _NOT_THERE)
+            if registry.paths.get(id(found)) != (head,):
+                raise pickle.UnpicklingError(f"it refers by name to {head!r}, which the kernel does not have "
+                                             "before this cell ends")
+        return super().find_class(module, name)
+
+
+_NOT_THERE = object()
 
 
 def loads(data: Any, namespace: dict[str, Any], buffers: list[Any], table: Table,
@@ -138,7 +261,7 @@ def loads(data: Any, namespace: dict[str, Any], buffers: list[Any], table: Table
             objects.append(obj)
     _target = namespace
     try:
-        return _Unpickler(io.BytesIO(data), buffers, objects).load()
+        return _Unpickler(io.BytesIO(data), buffers, objects, getattr(objects, "registry", None)).load()
     finally:
         _target = {}
 

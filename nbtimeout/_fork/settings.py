@@ -51,6 +51,30 @@ def _pandas_set(key: str, value: Any) -> None:
     sys.modules["pandas"].set_option(key, value)
 
 
+def _numpy_errors_get() -> dict[str, Any] | None:
+    numpy = sys.modules.get("numpy")
+    return None if numpy is None else dict(numpy.geterr())
+
+
+def _numpy_errors_set(key: str, value: Any) -> None:
+    sys.modules["numpy"].seterr(**{key: value})
+
+
+def _plain_formatter() -> Any:
+    ipython = sys.modules.get("IPython")
+    shell = None if ipython is None else ipython.get_ipython()
+    return None if shell is None else shell.display_formatter.formatters["text/plain"]
+
+
+def _precision_get() -> dict[str, Any] | None:
+    formatter = _plain_formatter()  # %precision sets it; its observer sets float_format
+    return None if formatter is None else {"float_precision": formatter.float_precision}
+
+
+def _precision_set(key: str, value: Any) -> None:
+    setattr(_plain_formatter(), key, value)
+
+
 def _warnings_get() -> dict[str, Any]:
     return {"filters": list(warnings.filters)}
 
@@ -65,7 +89,9 @@ def _warnings_set(key: str, value: Any) -> None:
 SETTINGS: dict[str, tuple[Callable[[], dict[str, Any] | None], Callable[[str, Any], None]]] = {
     "matplotlib rcParams": (_matplotlib_get, _matplotlib_set),
     "numpy print options": (_numpy_get, _numpy_set),
+    "numpy error handling": (_numpy_errors_get, _numpy_errors_set),
     "pandas options": (_pandas_get, _pandas_set),
+    "%precision": (_precision_get, _precision_set),
     "warnings filters": (_warnings_get, _warnings_set),
 }
 

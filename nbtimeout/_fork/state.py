@@ -17,7 +17,7 @@ from typing import Any
 import cloudpickle
 
 from .kinds import ATOMS, kind, rng_state_holder
-from .refpickle import Forced
+from .refpickle import Forced, custom_state
 from .refs import slot_names
 from .watch import Watch, array_region
 
@@ -180,7 +180,7 @@ def current(obj: Any) -> tuple:
     if what == "rng":
         return what, rng_state_holder(obj).state
     if what in ("object", "opaque") and custom_pickling(type(obj)):
-        return "custom", Forced(obj)
+        return custom_state(obj)
     if what == "object":
         slots = {name: getattr(obj, name) for name in slot_names(type(obj)) if hasattr(obj, name)}
         return what, type(obj), attrs, slots

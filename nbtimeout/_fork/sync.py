@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from . import refpickle, refs
-from .inplace import put_back
+from . import refpickle, refs, stays
+from .inplace import base, merge, moved_on, put_back
 from .procstate import ProcessChanges, ProcessState
-from .protocol import Packed, type_name
+from .protocol import Packed
 from .refpickle import Forced
 from .refs import Registry, describe
 from .state import current, deep_digest, fingerprint
@@ -86,6 +86,7 @@ class Changes:
     lost: dict[str, str] = field(default_factory=dict)  # what could not travel -> why
     identity_lost: list[str] = field(default_factory=list)
     process: ProcessChanges = field(default_factory=ProcessChanges)
+    bases: dict[Any, tuple[int, Any]] = field(default_factory=dict)  # path -> (child's id, inplace.base)
 
 
 @dataclass
@@ -131,6 +132,7 @@ class Snapshot:
                 path = self.registry.paths[key]
                 try:
                     entries.append(("mutated", path, current(self.registry.objects[key])))
+                    out.bases[path] = (key, base(before, self.registry.objects[key]))
                 except Exception as err:
                     out.lost[describe(path)] = f"{type(err).__name__}: {err}"[:300]
         if has_value:
@@ -163,7 +165,10 @@ class Snapshot:
             try:
                 self._packed([entry], namespace)
             except Exception as err:
-                lost[_label(entry)] = f"{type_name(_unwrap(entry[2]))}: {type(err).__name__}: {err}"[:300]
+                obj = _unwrap(entry[2])
+                # a changed object's state names its class: ("object", cls, ...)
+                shown = obj[1] if isinstance(obj, tuple) and len(obj) > 1 and isinstance(obj[1], type) else type(obj)
+                lost[_label(entry)] = f"{stays.class_name(shown)}: {stays.reason(obj, err)}"
             else:
                 good.append(entry)
         try:
@@ -193,8 +198,9 @@ def _label(entry: tuple[str, Any, Any]) -> str:
 
 
 def apply(changes: Changes, namespace: dict[str, Any]) -> tuple[Any, bool, list[str]]:
-    """Put the cell's changes into the kernel: (value, whether it came, the warning's parts)."""
-    problems = [f"import of {f}" for f in changes.process.apply()]
+    """Put the cell's changes into the kernel: (value, whether it came, the warning's parts, one per
+    top-level name)."""
+    problems = changes.process.apply(namespace)
     entries: list[tuple[str, Any, Any]] = []
     if changes.payload is not None:
         try:
@@ -202,27 +208,40 @@ def apply(changes: Changes, namespace: dict[str, Any]) -> tuple[Any, bool, list[
             entries = changes.payload.load(lambda data, buffers: refpickle.loads(data, namespace, buffers, table))
         except Exception as err:  # only what differs between child and kernel can get here
             problems.append(f"every change of the cell ({type(err).__name__}: {err})")
-    lost = dict(changes.lost)
-    identity = list(changes.identity_lost)
-    # Every path is resolved before anything changes: the graph is still the one the child saw.
+    lost: dict[str, str] = {}  # one entry per top-level name: the first reason found
+    for label, why in changes.lost.items():
+        if label != VALUE:
+            lost.setdefault(stays.short(label), why)
+    identity = list(dict.fromkeys(stays.short(n) for n in changes.identity_lost))
+    # Every object is found before anything changes: by its path, checked by identity (ids are the
+    # child's, which are the kernel's: it was forked), and looked for by identity when a kernel
+    # thread moved it during the cell.
     targets, cache = [], {}
     for kind, key, obj in entries:
         if kind == "mutated":
+            expected, summary = changes.bases.get(key, (None, None))
             try:
-                targets.append((key, refs.resolve(namespace, key, cache), obj))
+                targets.append((key, _find(namespace, key, expected, cache), obj, summary))
             except Exception as err:
-                lost[describe(key)] = f"{type(err).__name__}: {err}"
-    for path, old, state in targets:
+                lost.setdefault(key[0], f"{type(err).__name__}: {err}")
+    changed_paths = {path for path, *_ in targets}
+    for path, old, state, summary in targets:
+        if moved_on(old, summary):  # the kernel changed it too, during the cell
+            if not merge(old, state, summary):
+                lost.setdefault(path[0], "changed in the kernel during the cell too: the kernel's is kept")
+            continue
         try:
             in_place, new = put_back(old, state)
         except Exception as err:
             in_place, new = False, _unwrap(state)
-            lost.setdefault(describe(path), f"{type(err).__name__}: {err}")
+            lost.setdefault(path[0], f"{type(err).__name__}: {err}")
         if not in_place:
+            if len(path) > 1 and path[:-1] in changed_paths:
+                continue  # its holder changed too, and holds the new one now (an itertools.count)
             names = [n for n, v in namespace.items() if v is old and not _HISTORY.match(n)]
             for name in names:
                 namespace[name] = new
-            identity += names or [describe(path)]
+            identity += [n for n in names or [path[0]] if n not in identity]
     value, has_value = None, False
     for kind, key, obj in entries:
         if kind == "name":
@@ -232,8 +251,24 @@ def apply(changes: Changes, namespace: dict[str, Any]) -> tuple[Any, bool, list[
     for name in changes.deleted:
         namespace.pop(name, None)
     changes.process.apply_random()
-    problems += [f"{label} ({why})" for label, why in lost.items() if label != VALUE]
+    problems += [stays.entry(name, why) for name, why in lost.items()]
     if identity:
         problems.append(f"identity lost for: {', '.join(identity)}")
     problems += changes.process.lost
     return value, has_value, problems
+
+
+def _find(namespace: dict[str, Any], path: Any, expected: int | None, cache: dict) -> Any:
+    """The kernel's object at ``path``; if that is not the object the child saw (a kernel thread
+    changed the graph), the one of that identity below the same name."""
+    try:
+        obj = refs.resolve(namespace, path, cache)
+    except Exception:
+        obj = None
+    if expected is None or id(obj) == expected:
+        return obj
+    registry = refs.Registry(namespace)
+    registry.walk([path[0]], {path[0]})
+    if expected in registry.objects:
+        return registry.objects[expected]
+    raise LookupError(f"{describe(path)} is no longer in the kernel")

@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+from .._errors import NOT_CARRIED, not_carried
 from .._units import MAX_WAIT, format_duration
 from . import banner as _banner
 
@@ -82,6 +83,7 @@ class Countdown:
 
     def __enter__(self) -> Countdown:
         self._started = time.monotonic()
+        self._carried = not_carried.set(False)
         if self.live:
             self._watch_clear_output()
             self._stop = threading.Event()
@@ -104,6 +106,11 @@ class Countdown:
             self._record(error, elapsed)
         except Exception:  # showing the record must never replace the cell's own outcome
             pass
+        finally:
+            try:
+                not_carried.reset(self._carried)
+            except ValueError:  # left in another context (an awaited cell's task): nothing to undo here
+                pass
 
     # --- the live line, on the countdown thread -------------------------------------------------
 
@@ -191,6 +198,8 @@ class Countdown:
                                            getattr(options, "origin", "%%timeout"))
         if state == "finished":  # a limit that could not be kept is always said
             wanted = self.show_finished or _banner.late(elapsed, options.limit, options.mode)
+            if not_carried.get():
+                text += "; " + NOT_CARRIED
         elif state in ("failed", "interrupted"):
             wanted = self.slot is not None  # the traceback says it; only a shown countdown needs an end
         else:
