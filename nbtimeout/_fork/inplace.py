@@ -87,6 +87,7 @@ def _copy_into(old: Any, new: Any) -> tuple[bool, Any]:
     if (numpy_array(old) and type(old) is type(new) and old.shape == new.shape and old.dtype == new.dtype
             and old.flags.writeable):
         old[...] = new  # a view writes through to its base, as the cell's own write did
+        old.flags.writeable = new.flags.writeable  # a.flags.writeable = False is a change too
         return True, old
     return False, new
 

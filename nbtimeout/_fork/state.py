@@ -70,12 +70,15 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
         return what, Items(obj), _attrs(obj)
     if what == "map":
         return what, _flat(obj.items()), getattr(obj, "default_factory", None), _attrs(obj)
-    if what == "set":
-        return what, len(obj), frozenset(obj), _attrs(obj)
+    if what == "set":  # by identity: 1 replaced by 1.0, or by an equal object, is a change
+        return what, len(obj), Items(obj), _attrs(obj)
     if what == "buffer":
         return what, len(obj), zlib.crc32(memoryview(obj).cast("B"))
-    if what == "array":
-        return what, obj.shape, obj.strides, obj.dtype, Watch(*array_region(obj), before=before)
+    if what == "array":  # a subclass's own arrays (a masked array's mask) are watched with it
+        inner = [Watch(*array_region(v), before=before) for v in vars(obj).values() if kind(v) == "array"] \
+            if type(getattr(obj, "__dict__", None)) is dict else []
+        return (what, obj.shape, obj.strides, obj.dtype, obj.flags.writeable, Watch(*array_region(obj), before=before),
+                _attrs(obj), *inner)
     if what == "frame":
         return what, *_frame(obj, before)
     if what == "extension":
@@ -113,7 +116,10 @@ def _frame(obj: Any, before: bool) -> tuple:
     blocks = tuple(mgr.blocks)
     parts = Items((mgr, *mgr.axes, *blocks, *(b.mgr_locs for b in blocks), *(b.values for b in blocks)))
     data = tuple(_values(b.values, before) for b in blocks)
-    return parts, data, _flat(obj.attrs.items()), obj.flags.allows_duplicate_labels
+    # What is not data: a Series' name, the names of the axes.
+    meta = Items([*(getattr(obj, n, None) for n in obj._metadata),
+                  *(name for ax in mgr.axes for name in (len(ax.names), *ax.names))])
+    return parts, data, _flat(obj.attrs.items()), obj.flags.allows_duplicate_labels, meta
 
 
 def _values(values: Any, before: bool) -> Any:
