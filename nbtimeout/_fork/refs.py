@@ -64,6 +64,9 @@ class Registry:
         if self.truncated:  # what was seen but not watched travels as a copy: its changes arrive
             for key in [k for k, p in self.paths.items() if len(p) > 1 and k not in self.expanded]:
                 del self.paths[key], self.objects[key]
+            # A name's object still goes by reference (``first = records[0]`` inside a root sent
+            # whole): its own contents must be watched then, or the copy would point at the old.
+            self.expanded.update(k for k, p in self.paths.items() if len(p) == 1)
 
     def _expand(self, root: Any, path: Path, name: str) -> None:
         paths, objects, expanded, namespace = self.paths, self.objects, self.expanded, self.namespace
@@ -121,8 +124,12 @@ def children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
     """
     cls = type(obj)
     if cls is list or cls is tuple:  # the common case first, and fast
+        if _only_atoms(obj):
+            return []
         return [(item, ("i", n)) for n, item in enumerate(obj) if type(item) not in ATOMS]
     if cls is dict:
+        if _only_atoms(obj.values()) and _only_atoms(obj.keys()):
+            return []
         return _dict_children(obj)
     if cls is memoryview:  # a write through the view changes the object it views
         try:
@@ -185,6 +192,12 @@ def _other_children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step
             pass
     _referents(obj, out)
     return out
+
+
+def _only_atoms(items: Any) -> bool:
+    """Whether a container holds atoms only, asked at C speed (a list of 20M strings has no
+    children, and a loop in Python over them costs a second)."""
+    return len(items) > 64 and set(map(type, items)) <= ATOMS
 
 
 # Object arrays this big are looked into only when a sample of them holds more than atoms
