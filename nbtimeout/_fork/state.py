@@ -20,7 +20,7 @@ import cloudpickle
 from .kinds import ATOMS, kind, rng_state_holder
 from .refpickle import Forced
 from .refs import slot_names
-from .watch import Watch, array_region
+from .watch import Watch, array_region, dict_version, list_items
 
 EMPTY = "<empty cell>"
 
@@ -70,8 +70,13 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     """
     what = kind(obj)
     if what == "seq":
+        if len(obj) >= _BIG and (region := list_items(obj)) is not None:
+            # The array of item pointers, watched: identity of every item, no copy of it.
+            return what, len(obj), region[0], Watch(*region, before=before)
         return what, Items(obj), _attrs(obj)
     if what == "map":
+        if (version := dict_version(obj)) is not None:
+            return what, version
         return what, _flat(obj.items()), getattr(obj, "default_factory", None), _attrs(obj)
     if what == "set":  # by identity: 1 replaced by 1.0, or by an equal object, is a change
         return what, len(obj), Items(obj), _attrs(obj)
@@ -104,6 +109,10 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     if what == "opaque":
         return what, (digest or deep_digest)(obj)
     return None  # index, tuple, module ...: nothing in place to watch
+
+
+# Lists this long are watched through their item array; shorter ones are cheaper to copy.
+_BIG = 4096
 
 
 def _full(cell: Any) -> bool:

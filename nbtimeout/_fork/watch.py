@@ -115,3 +115,55 @@ def array_region(arr: object) -> tuple[int, int]:
         low, high = np.byte_bounds(arr)
     return low, high - low
 
+
+
+# CPython's own records of a container's contents, read where the layout is the one checked here
+# (a probe at first use proves it; anywhere else, or when it does not hold, the callers compare
+# the parts themselves). A dict's version tag changes with every insert, delete or replacement
+# (PEP 509); a list's items are one array of pointers, which watching for writes covers, identity
+# of every item included, without copying it.
+_WORD = ctypes.sizeof(ctypes.c_void_p)
+_layout: dict[str, bool] = {}
+
+
+def _word(addr: int) -> int:
+    return ctypes.c_size_t.from_address(addr).value
+
+
+def _dict_probe() -> bool:
+    probe = {"a": 1}
+    if os.environ.get("NBTIMEOUT_PORTABLE") == "1" or _word(id(probe) + 2 * _WORD) != 1:
+        return False  # ma_used is not where it should be
+    first = _word(id(probe) + 3 * _WORD)
+    same = _word(id(probe) + 3 * _WORD)
+    probe["a"] = 2
+    replaced = _word(id(probe) + 3 * _WORD)
+    del probe["a"]
+    deleted = _word(id(probe) + 3 * _WORD)
+    return first == same and len({first, replaced, deleted}) == 3 and first != 0
+
+
+def _list_probe() -> bool:
+    probe = [object(), object(), object()]
+    if os.environ.get("NBTIMEOUT_PORTABLE") == "1" or _word(id(probe) + 2 * _WORD) != 3:
+        return False
+    items = _word(id(probe) + 3 * _WORD)
+    return all(_word(items + n * _WORD) == id(item) for n, item in enumerate(probe))
+
+
+def dict_version(obj: dict) -> int | None:
+    """The version tag of a plain dict (changes whenever its contents do), or None if unknown here."""
+    if type(obj) is not dict:
+        return None
+    if "dict" not in _layout:
+        _layout["dict"] = _dict_probe()
+    return _word(id(obj) + 3 * _WORD) if _layout["dict"] else None
+
+
+def list_items(obj: list) -> tuple[int, int] | None:
+    """(address, bytes) of a plain list's array of item pointers, or None if unknown here."""
+    if type(obj) is not list:
+        return None
+    if "list" not in _layout:
+        _layout["list"] = _list_probe()
+    return (_word(id(obj) + 3 * _WORD), len(obj) * _WORD) if _layout["list"] else None
