@@ -16,7 +16,10 @@ def put_back(old: Any, state: tuple) -> tuple[bool, Any]:
     """Update ``old`` from ``state`` (see ``state.current``): (True, old), or (False, a new object)
     when it cannot be done in place (the caller rebinds names and says identity was lost)."""
     what, *data = state
-    if what == "seq":
+    if what == "patch":  # a big list or dict: only the items that changed (state.patch)
+        for key, value in data[0]:
+            old[key] = value
+    elif what == "seq":
         items, attrs = data
         if hasattr(old, "maxlen"):  # a deque
             old.clear()

@@ -8,6 +8,7 @@ the kernel's object.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import itertools
 import operator
@@ -76,7 +77,8 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
         return what, Items(obj), _attrs(obj)
     if what == "map":
         if (version := dict_version(obj)) is not None:
-            return what, version
+            # A big dict also keeps its keys and values (not compared: for what changed, see patch).
+            return what, version, Kept((tuple(obj), tuple(obj.values())) if before and len(obj) >= _BIG else None)
         return what, _flat(obj.items()), getattr(obj, "default_factory", None), _attrs(obj)
     if what == "set":  # by identity: 1 replaced by 1.0, or by an equal object, is a change
         return what, len(obj), Items(obj), _attrs(obj)
@@ -111,8 +113,50 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     return None  # index, tuple, module ...: nothing in place to watch
 
 
-# Lists this long are watched through their item array; shorter ones are cheaper to copy.
+# Lists this long are watched through their item array; shorter ones are cheaper to copy. From
+# this size on, a list or dict that changed sends only the items that changed.
 _BIG = 4096
+
+
+class Kept:
+    """Something a fingerprint keeps that is not part of its comparison."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Kept)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def patch(obj: Any, before: Any) -> tuple | None:
+    """``("patch", [(index or key, new item)])``: what a big list or dict that changed now holds where
+    it changed, when that is all it takes (same length and item array, or same keys first, none
+    gone); None otherwise (its whole contents then travel)."""
+    if type(obj) is list and len(before) == 4 and isinstance(before[3], Watch):
+        _, length, addr, watch = before
+        region = list_items(obj)
+        if region is None or len(obj) != length or region[0] != addr:
+            return None
+        spans = watch.written_spans()
+        if spans is None:
+            return None
+        width = ctypes.sizeof(ctypes.c_void_p)
+        indices = sorted({i for start, end in spans for i in range(start // width, min(-(-end // width), length))})
+        return "patch", [(i, obj[i]) for i in indices]
+    if type(obj) is dict and len(before) == 3 and isinstance(before[2], Kept) and before[2].value is not None:
+        keys, values = before[2].value
+        now_keys = tuple(obj)
+        if len(now_keys) < len(keys) or not all(map(operator.is_, keys, now_keys[:len(keys)])):
+            return None
+        now_values = tuple(obj.values())
+        changed = itertools.compress(range(len(now_keys)), map(operator.is_not, values, now_values))
+        added = range(len(keys), len(now_keys))
+        return "patch", [(now_keys[i], now_values[i]) for i in itertools.chain(changed, added)]
+    return None
 
 
 def _full(cell: Any) -> bool:

@@ -24,7 +24,7 @@ from .procstate import ProcessChanges, ProcessState
 from .protocol import Packed, type_name
 from .refpickle import Forced
 from .refs import RUNS_TEXT, Registry, code_names, describe
-from .state import current, deep_digest, fingerprint
+from .state import current, deep_digest, fingerprint, patch
 
 # IPython's own bookkeeping (_, _i3, _3, In, Out ...) is never synced.
 _HISTORY = re.compile(r"^_{1,3}$|^_i{1,3}$|^_i?\d+$|^_(oh|ih|dh)$")
@@ -99,7 +99,8 @@ class Snapshot:
             if before is not None and self._changed(key, before):
                 path = self.registry.paths[key]
                 try:
-                    entries.append(("mutated", path, current(self.registry.objects[key])))
+                    obj = self.registry.objects[key]
+                    entries.append(("mutated", path, patch(obj, before) or current(obj)))
                 except Exception as err:
                     out.lost[describe(path)] = f"{type(err).__name__}: {err}"[:300]
         if has_value:

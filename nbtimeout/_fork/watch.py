@@ -25,13 +25,17 @@ PAGEMAP_MIN = 1 << 18
 _EXCLUSIVE = 1 << 56
 
 
+def _pagemap(first: int, count: int) -> bytes:
+    with open(PAGEMAP, "rb", buffering=0) as pagemap:
+        pagemap.seek(first * 8)
+        return pagemap.read(count * 8)
+
+
 def _exclusive_pages(first: int, count: int) -> int:
     """How many of ``count`` pages from page number ``first`` are this process's own."""
     if count <= 0:
         return 0
-    with open(PAGEMAP, "rb", buffering=0) as pagemap:
-        pagemap.seek(first * 8)
-        data = pagemap.read(count * 8)
+    data = _pagemap(first, count)
     np = sys.modules.get("numpy")
     if np is not None:
         entries = np.frombuffer(data, dtype=np.uint64)
@@ -95,6 +99,22 @@ class Watch:
         if self.crc is not None:
             return _crc(self.addr, self.nbytes) != self.crc
         return self._edges() != self.edges or _exclusive_pages(*self.pages) > 0
+
+    def written_spans(self) -> list[tuple[int, int]] | None:
+        """The byte ranges (from ``addr``) that may have been written, or None if not known here."""
+        if self.crc is not None or self.edges is None:
+            return None
+        first, count = self.pages
+        head, tail_start = first * PAGE - self.addr, (first + count) * PAGE - self.addr
+        spans = []
+        head_crc, tail_crc = self._edges()
+        if head_crc != self.edges[0]:
+            spans.append((0, head))
+        data = array("Q", _pagemap(first, count)) if count > 0 else array("Q")
+        spans += [(head + n * PAGE, head + (n + 1) * PAGE) for n, entry in enumerate(data) if entry & _EXCLUSIVE]
+        if tail_crc != self.edges[1]:
+            spans.append((tail_start, self.nbytes))
+        return spans
 
     def __eq__(self, other: object) -> bool:
         """``before == after``: same region, not written in between."""
