@@ -250,3 +250,23 @@ bigdf = pd.DataFrame({"i": np.arange(rows), "f": np.random.rand(rows),
 arr = np.random.rand(25_000_000)  # 200 MB
 """
 READS_LARGE = "%%timeout 60 -q -m fork\nz = len(bigdf) + arr.size"
+
+
+# --- fork cells that touch one item of big containers (issue 22) --------------------------------
+
+def touch_namespace(scale: int) -> str:
+    """A dict of 2M ints, 1M small lists, 2M short strings, a 400 MB list of 4 KiB bytes and 250k
+    records with an alias, each ``scale`` times smaller."""
+    return (f"d = {{i: i for i in range({2_000_000 // scale})}}\n"
+            f"lists = [[i] for i in range({1_000_000 // scale})]\n"
+            f"strings = [str(i) for i in range({2_000_000 // scale})]\n"
+            f"big = [bytes(4096) for _ in range({100_000 // scale})]\n"
+            f"records = [{{'id': i}} for i in range({250_000 // scale})]\nfirst = records[0]\n")
+
+
+def touch_cells(scale: int) -> dict[str, str]:
+    return {"dict of 2M ints: read one key": "z = d[5]", "dict of 2M ints: write one key": "d[5] = -5",
+            "1M small lists: read one": "z = lists[5][0]", "1M small lists: append to one": "lists[5].append(1)",
+            "2M short strings: read one": "z = strings[5]", "2M short strings: set one": "strings[5] = 'x'",
+            "400 MB list of bytes: read one item": "z = len(big[5])",
+            "flag every record (alias first = records[0])": "for r in records: r['f'] = 1"}

@@ -30,6 +30,7 @@ TARGETS = {
     "print in the child → parent": ("latency / raw", ""),
     "cell through a real kernel": ("time / plain cell", "≤ 1.1×"),
     "fork cell that only reads large data": ("time / trivial fork cell, empty namespace", "≤ 0.3 s"),
+    "fork cell that touches one item of a big namespace": ("time / trivial fork cell, empty namespace", "≤ 2×"),
     "map: 100 × 20 ms tasks, 2 workers": ("ideal / wall", "≥ 0.85×, not slower than pebble"),
     "map on Dask: 2-worker LocalCluster": ("time / plain Dask", "≤ 1.25× for the 200 × 20 ms sweep"),
 }
@@ -169,6 +170,38 @@ def bench_large_namespace(rounds: int, cells: int) -> list[tuple]:
     return rows_for("fork cell that only reads large data", data, {n: base for n in cases if n != base})
 
 
+def bench_fork_touch(rounds: int, quick: bool) -> list[tuple]:
+    """Fork cells that read or change one item while the kernel holds big containers (issue 22)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from kernelclient import Kernel
+
+    scale = 10 if quick else 1
+    empty, loaded = Kernel(), Kernel()
+    try:
+        for kernel in (empty, loaded):
+            assert kernel.run("%load_ext nbtimeout").status == "ok"
+        assert loaded.run(_cases.touch_namespace(scale), timeout=600).status == "ok"
+
+        def timed(kernel, code: str) -> float:
+            start = time.perf_counter()
+            result = kernel.run(code, timeout=600)
+            assert result.status == "ok", result.traceback
+            return time.perf_counter() - start
+
+        fork = "%%timeout 600 -q -m fork\n"
+        base = "trivial fork cell, empty namespace"
+        cases = {base: lambda: timed(empty, fork + "z = 1")}
+        for label, code in _cases.touch_cells(scale).items():
+            cases[f"{label}, fork cell"] = lambda code=code: timed(loaded, fork + code)
+        cases["flag every record (alias first = records[0]), plain cell (for scale)"] = \
+            lambda: timed(loaded, _cases.touch_cells(scale)["flag every record (alias first = records[0])"])
+        data = interleave(cases, rounds)
+    finally:
+        empty.shutdown()
+        loaded.shutdown()
+    return rows_for("fork cell that touches one item of a big namespace", data, {n: base for n in cases if n != base})
+
+
 def bench_map(rounds: int) -> list[tuple]:
     try:
         from benchmarks import map_bench
@@ -221,6 +254,7 @@ def main() -> None:
     rows = (bench_calls(rounds) + bench_abort(rounds) + bench_print(rounds) + bench_transfer(2 if args.quick else 5)
             + bench_large_parent(rounds, sizes) + bench_kernel(rounds, 5 if args.quick else 20)
             + bench_large_namespace(rounds, 3 if args.quick else 5)
+            + bench_fork_touch(2 if args.quick else 3, args.quick)
             + bench_map(1 if args.quick else 3) + bench_dask(1 if args.quick else 3))
     body = table(rows)
     head = (f"# Benchmarks\n\n`python benchmarks/run.py{' --quick' if args.quick else ''}` on {platform.node()}: "

@@ -23,7 +23,10 @@ def put_back(old: Any, state: tuple) -> tuple[bool, Any]:
     """Update ``old`` from ``state`` (see ``state.current``): (True, old), or (False, a new object)
     when it cannot be done in place (the caller rebinds names and says identity was lost)."""
     what, *data = state
-    if what == "seq":
+    if what == "patch":  # a big list or dict: only the items that changed (state.patch)
+        for key, value in data[0]:
+            old[key] = value
+    elif what == "seq":
         items, attrs = data
         if hasattr(old, "maxlen"):  # a deque
             old.clear()
@@ -167,6 +170,7 @@ def _copy_into(old: Any, new: Any) -> tuple[bool, Any]:
     if (numpy_array(old) and type(old) is type(new) and old.shape == new.shape and old.dtype == new.dtype
             and old.flags.writeable):
         old[...] = new  # a view writes through to its base, as the cell's own write did
+        old.flags.writeable = new.flags.writeable  # a.flags.writeable = False is a change too
         return True, old
     return False, new
 

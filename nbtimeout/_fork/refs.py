@@ -8,15 +8,20 @@ Color.RED``, ``isinstance(q, Q)`` and ``lst[0] is A`` hold. Pickling with paths:
 
 from __future__ import annotations
 
+import functools
+import gc
 import types
 from collections import deque
 from typing import Any
 
-from .kinds import ATOMS, is_leaf
+from .kinds import ATOMS, is_leaf, numpy_array, pandas_kind
 
 # Walking stops after this many objects: a namespace of millions of small objects would cost more
 # than it saves. Roots cut short are compared deeply instead (see sync.py).
 LIMIT = 200_000
+
+# Names through which code runs code it holds as text, whose names no code object shows.
+RUNS_TEXT = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals", "__import__"})
 
 Step = tuple[Any, ...]
 Path = tuple[Any, ...]  # (name, step, step, ...)
@@ -31,6 +36,9 @@ class Registry:
         self.objects: dict[int, Any] = {}
         self.expanded: set[int] = set()
         self.truncated: set[str] = set()
+        self.deep: set[str] = set()
+        self._names: set[str] = set()
+        self._pending: list[str] = []
 
     def add(self, obj: Any, path: Path) -> None:
         if id(obj) not in self.paths:
@@ -39,15 +47,26 @@ class Registry:
 
     def walk(self, names: list[str], deep: set[str]) -> None:
         """Register every name's object, and everything below the ``deep`` ones (``expanded``:
-        the objects whose contents are watched; leaves such as arrays are watched, not walked)."""
+        the objects whose contents are watched; leaves such as arrays are watched, not walked).
+
+        A function of the notebook met below a deep name (bound to it, wrapped by a decorator, in
+        a dict of handlers, a partial, a method of an object in a list ...) can be called by the
+        cell: the global names its code reads become deep too (``deep`` ends as all of them).
+        """
+        self._names = set(names)
         for name in names:
             self.add(self.namespace[name], (name,))
-        for name in names:
-            if name in deep:
-                self._expand(self.namespace[name], (name,), name)
+        self._pending = [n for n in names if n in deep]
+        self.deep = set(self._pending)
+        while self._pending:
+            name = self._pending.pop()
+            self._expand(self.namespace[name], (name,), name)
         if self.truncated:  # what was seen but not watched travels as a copy: its changes arrive
             for key in [k for k, p in self.paths.items() if len(p) > 1 and k not in self.expanded]:
                 del self.paths[key], self.objects[key]
+            # A name's object still goes by reference (``first = records[0]`` inside a root sent
+            # whole): its own contents must be watched then, or the copy would point at the old.
+            self.expanded.update(k for k, p in self.paths.items() if len(p) == 1)
 
     def _expand(self, root: Any, path: Path, name: str) -> None:
         paths, objects, expanded, namespace = self.paths, self.objects, self.expanded, self.namespace
@@ -60,6 +79,8 @@ class Registry:
                 self.truncated.add(name)
                 return
             expanded.add(id(obj))
+            if type(obj) is types.FunctionType and obj.__globals__ is namespace:
+                self._reach(obj.__code__)
             try:
                 below = children(obj, namespace)
             except Exception:  # an object that will not be looked into (a proxy, a broken __slots__)
@@ -73,6 +94,28 @@ class Registry:
                 elif key not in expanded:
                     todo.append((child, paths[key]))
 
+    def _reach(self, code: types.CodeType) -> None:
+        names = code_names(code)
+        if names & RUNS_TEXT:  # it can touch anything
+            names = self._names
+        for name in names:
+            if name in self._names and name not in self.deep:
+                self.deep.add(name)
+                self._pending.append(name)
+
+
+def code_names(code: types.CodeType, seen: set[int] | None = None) -> set[str]:
+    """Every global (or attribute) name ``code`` and the code nested in it mention."""
+    seen = set() if seen is None else seen
+    if id(code) in seen:
+        return set()
+    seen.add(id(code))
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= code_names(const, seen)
+    return names
+
 
 def children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
     """The objects directly below ``obj`` (values, not atoms) with the step that reaches each.
@@ -81,9 +124,23 @@ def children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step]]:
     """
     cls = type(obj)
     if cls is list or cls is tuple:  # the common case first, and fast
+        if _only_atoms(obj):
+            return []
         return [(item, ("i", n)) for n, item in enumerate(obj) if type(item) not in ATOMS]
     if cls is dict:
+        if _only_atoms(obj.values()) and _only_atoms(obj.keys()):
+            return []
         return _dict_children(obj)
+    if cls is memoryview:  # a write through the view changes the object it views
+        try:
+            viewed = obj.obj
+        except ValueError:  # released
+            return []
+        return [] if viewed is None or type(viewed) in ATOMS else [(viewed, ("o",))]
+    if numpy_array(obj):
+        return _array_children(obj)
+    if pandas_kind(obj) == "frame":
+        return _frame_children(obj)
     if is_leaf(obj):
         return []
     return [(child, step) for child, step in _other_children(obj, namespace) if type(child) not in ATOMS]
@@ -109,6 +166,7 @@ def _other_children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step
     elif isinstance(obj, type):
         if obj.__module__ == "__main__":  # library classes travel by name anyway
             out += [(v, ("a", k)) for k, v in vars(obj).items() if k not in ("__dict__", "__weakref__")]
+            out += [(base, ("b", n)) for n, base in enumerate(obj.__bases__)]
         return out
     elif isinstance(obj, types.FunctionType):
         if obj.__globals__ is namespace:
@@ -132,7 +190,58 @@ def _other_children(obj: Any, namespace: dict[str, Any]) -> list[tuple[Any, Step
             out.append((getattr(obj, slot), ("l", slot)))
         except AttributeError:
             pass
+    _referents(obj, out)
     return out
+
+
+def _only_atoms(items: Any) -> bool:
+    """Whether a container holds atoms only, asked at C speed (a list of 20M strings has no
+    children, and a loop in Python over them costs a second)."""
+    return len(items) > 64 and set(map(type, items)) <= ATOMS
+
+
+# Object arrays this big are looked into only when a sample of them holds more than atoms
+# (an object column of strings is common and large; one of lists usually holds nothing else).
+_SAMPLE = 10_000
+
+
+def _array_children(arr: Any) -> list[tuple[Any, Step]]:
+    """The objects in an object array (``oa[0].append(1)``) and the arrays a subclass keeps in its
+    ``__dict__`` (a masked array's mask)."""
+    out: list[tuple[Any, Step]] = []
+    attrs = getattr(arr, "__dict__", None)
+    if type(attrs) is dict:
+        out += [(v, ("a", k)) for k, v in attrs.items() if numpy_array(v)]
+    if arr.dtype.hasobject and arr.dtype.kind == "O":
+        flat = arr.ravel()
+        if flat.size > _SAMPLE and set(map(type, flat[:_SAMPLE].tolist())) <= ATOMS:
+            return out
+        out += [(item, ("e", n)) for n, item in enumerate(flat.tolist()) if type(item) not in ATOMS]
+    return out
+
+
+def _frame_children(frame: Any) -> list[tuple[Any, Step]]:
+    """The object blocks of a DataFrame or Series: their items may be changed in place."""
+    return [(block.values, ("v", n)) for n, block in enumerate(frame._mgr.blocks)
+            if numpy_array(block.values) and block.values.dtype.kind == "O"]
+
+
+def _referents(obj: Any, out: list[tuple[Any, Step]]) -> None:
+    """What a C object holds (a partial's function, a property's fget, a csv writer's file): a
+    change made through it is a change of what it holds."""
+    if isinstance(obj, _OPAQUE_INSIDE):
+        return
+    attrs, cls = getattr(obj, "__dict__", None), type(obj)
+    known = {id(child) for child, _ in out}
+    for n, child in enumerate(gc.get_referents(obj)):
+        if child is not attrs and child is not cls and id(child) not in known and type(child) not in ATOMS:
+            out.append((child, ("g", n)))
+
+
+# Their referents are the interpreter's (frames, code, modules), not data the cell can change by
+# calling something; an lru_cache's entries are its own (the function it wraps is its __wrapped__).
+_OPAQUE_INSIDE = (types.FrameType, types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType,
+                  types.CodeType, types.ModuleType, type, functools._lru_cache_wrapper)
 
 
 def _dict_children(obj: dict) -> list[tuple[Any, Step]]:
@@ -200,10 +309,18 @@ def _step(obj: Any, step: Step, cache: dict[Any, Any]) -> Any:
         return type(obj)
     if kind == "c":
         return obj.__closure__[args[0]]
+    if kind == "g":
+        return gc.get_referents(obj)[args[0]]
+    if kind == "e":
+        return obj.ravel()[args[0]]
+    if kind == "v":
+        return obj._mgr.blocks[args[0]].values
+    if kind == "b":
+        return obj.__bases__[args[0]]
     if kind == "x":
         return obj.cell_contents
-    return {"D": lambda: obj.__defaults__, "W": lambda: obj.__kwdefaults__, "m": lambda: obj.__self__,
-            "f": lambda: obj.__func__}[kind]()
+    return {"o": lambda: obj.obj, "D": lambda: obj.__defaults__, "W": lambda: obj.__kwdefaults__,
+            "m": lambda: obj.__self__, "f": lambda: obj.__func__}[kind]()
 
 
 _MISSING = object()
@@ -219,5 +336,7 @@ def describe(path: Path) -> str:
                  "t": lambda a: ".__class__", "c": lambda a: f".__closure__[{a[0]}]",
                  "x": lambda a: ".cell_contents", "D": lambda a: ".__defaults__",
                  "W": lambda a: ".__kwdefaults__", "m": lambda a: ".__self__",
-                 "f": lambda a: ".__func__"}[kind](args)
+                 "f": lambda a: ".__func__", "g": lambda a: f".<held {a[0]}>", "e": lambda a: f".flat[{a[0]}]",
+                 "v": lambda a: f".<block {a[0]}>", "b": lambda a: f".__bases__[{a[0]}]",
+                 "o": lambda a: ".obj"}[kind](args)
     return text

@@ -8,8 +8,10 @@ the kernel's object.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import itertools
+import operator
 import pickle
 import zlib
 from typing import Any
@@ -19,7 +21,7 @@ import cloudpickle
 from .kinds import ATOMS, kind, rng_state_holder
 from .refpickle import Forced, custom_state
 from .refs import slot_names
-from .watch import Watch, array_region
+from .watch import Watch, array_region, dict_version, list_items
 
 EMPTY = "<empty cell>"
 
@@ -35,7 +37,9 @@ class Items:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Items) or len(self.items) != len(other.items):
             return False
-        return all(map(_same, self.items, other.items))
+        # At C speed while every part is the very same object (the common case: nothing changed);
+        # atoms re-made with the same value are compared by value only then.
+        return all(map(operator.is_, self.items, other.items)) or all(map(_same, self.items, other.items))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -67,15 +71,24 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     """
     what = kind(obj)
     if what == "seq":
+        if len(obj) >= _BIG and (region := list_items(obj)) is not None:
+            # The array of item pointers, watched: identity of every item, no copy of it.
+            return what, len(obj), region[0], Watch(*region, before=before)
         return what, Items(obj), _attrs(obj)
     if what == "map":
+        if (version := dict_version(obj)) is not None:
+            # A big dict also keeps its keys and values (not compared: for what changed, see patch).
+            return what, version, Kept((tuple(obj), tuple(obj.values())) if before and len(obj) >= _BIG else None)
         return what, _flat(obj.items()), getattr(obj, "default_factory", None), _attrs(obj)
-    if what == "set":
-        return what, len(obj), frozenset(obj), _attrs(obj)
+    if what == "set":  # by identity: 1 replaced by 1.0, or by an equal object, is a change
+        return what, len(obj), Items(obj), _attrs(obj)
     if what == "buffer":
         return what, len(obj), zlib.crc32(memoryview(obj).cast("B"))
-    if what == "array":
-        return what, obj.shape, obj.strides, obj.dtype, Watch(*array_region(obj), before=before)
+    if what == "array":  # a subclass's own arrays (a masked array's mask) are watched with it
+        inner = [Watch(*array_region(v), before=before) for v in vars(obj).values() if kind(v) == "array"] \
+            if type(getattr(obj, "__dict__", None)) is dict else []
+        return (what, obj.shape, obj.strides, obj.dtype, obj.flags.writeable, Watch(*array_region(obj), before=before),
+                _attrs(obj), *inner)
     if what == "frame":
         return what, *_frame(obj, before)
     if what == "extension":
@@ -100,6 +113,52 @@ def fingerprint(obj: Any, before: bool = True, digest: Any = None) -> Any:
     return None  # index, tuple, module ...: nothing in place to watch
 
 
+# Lists this long are watched through their item array; shorter ones are cheaper to copy. From
+# this size on, a list or dict that changed sends only the items that changed.
+_BIG = 4096
+
+
+class Kept:
+    """Something a fingerprint keeps that is not part of its comparison."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Kept)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def patch(obj: Any, before: Any) -> tuple | None:
+    """``("patch", [(index or key, new item)])``: what a big list or dict that changed now holds where
+    it changed, when that is all it takes (same length and item array, or same keys first, none
+    gone); None otherwise (its whole contents then travel)."""
+    if type(obj) is list and len(before) == 4 and isinstance(before[3], Watch):
+        _, length, addr, watch = before
+        region = list_items(obj)
+        if region is None or len(obj) != length or region[0] != addr:
+            return None
+        spans = watch.written_spans()
+        if spans is None:
+            return None
+        width = ctypes.sizeof(ctypes.c_void_p)
+        indices = sorted({i for start, end in spans for i in range(start // width, min(-(-end // width), length))})
+        return "patch", [(i, obj[i]) for i in indices]
+    if type(obj) is dict and len(before) == 3 and isinstance(before[2], Kept) and before[2].value is not None:
+        keys, values = before[2].value
+        now_keys = tuple(obj)
+        if len(now_keys) < len(keys) or not all(map(operator.is_, keys, now_keys[:len(keys)])):
+            return None
+        now_values = tuple(obj.values())
+        changed = itertools.compress(range(len(now_keys)), map(operator.is_not, values, now_values))
+        added = range(len(keys), len(now_keys))
+        return "patch", [(now_keys[i], now_values[i]) for i in itertools.chain(changed, added)]
+    return None
+
+
 def _full(cell: Any) -> bool:
     try:
         cell.cell_contents  # noqa: B018 - the question is whether it raises
@@ -113,7 +172,10 @@ def _frame(obj: Any, before: bool) -> tuple:
     blocks = tuple(mgr.blocks)
     parts = Items((mgr, *mgr.axes, *blocks, *(b.mgr_locs for b in blocks), *(b.values for b in blocks)))
     data = tuple(_values(b.values, before) for b in blocks)
-    return parts, data, _flat(obj.attrs.items()), obj.flags.allows_duplicate_labels
+    # What is not data: a Series' name, the names of the axes.
+    meta = Items([*(getattr(obj, n, None) for n in obj._metadata),
+                  *(name for ax in mgr.axes for name in (len(ax.names), *ax.names))])
+    return parts, data, _flat(obj.attrs.items()), obj.flags.allows_duplicate_labels, meta
 
 
 def _values(values: Any, before: bool) -> Any:
@@ -147,12 +209,26 @@ def _extension(obj: Any, before: bool, digest: Any = None) -> tuple:
 _EXTENSION_PARTS = ("_ndarray", "_codes", "_data", "_mask", "_pa_array")
 
 
+class _Hashing:
+    """A file that hashes what is written to it: a pickle digested as it is made, never held whole."""
+
+    __slots__ = ("hasher",)
+
+    def __init__(self, hasher: Any) -> None:
+        self.hasher = hasher
+
+    def write(self, data: Any) -> int:
+        self.hasher.update(data)
+        return len(data)
+
+
 def deep_digest(obj: Any) -> bytes | None:
-    """A digest of ``obj``'s whole pickle (everything it holds, copied), or None."""
+    """A digest of ``obj``'s whole pickle (everything it holds), or None. The pickle streams into
+    the hash: a 1 GB structure costs its pickler's memo, not a 1 GB copy."""
     hasher = hashlib.blake2b(digest_size=16)
     try:
-        hasher.update(cloudpickle.dumps(obj, protocol=5,
-                                        buffer_callback=lambda b: hasher.update(b.raw()) and False))
+        cloudpickle.CloudPickler(_Hashing(hasher), protocol=5,
+                                 buffer_callback=lambda b: hasher.update(b.raw()) and False).dump(obj)
     except Exception:
         return None
     return hasher.digest()

@@ -23,54 +23,23 @@ from .inplace import base, merge, moved_on, put_back
 from .procstate import ProcessChanges, ProcessState
 from .protocol import Packed
 from .refpickle import Forced
-from .refs import Registry, describe
-from .state import current, deep_digest, fingerprint
+from .refs import RUNS_TEXT, Registry, code_names, describe
+from .state import current, deep_digest, fingerprint, patch
 
-# Names through which code runs code it holds as text, whose names no code object shows.
-_RUNS_TEXT = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals", "__import__"})
 # IPython's own bookkeeping (_, _i3, _3, In, Out ...) is never synced.
 _HISTORY = re.compile(r"^_{1,3}$|^_i{1,3}$|^_i?\d+$|^_(oh|ih|dh)$")
 VALUE = "the cell's value"
 
 
-def _code_names(code: types.CodeType, seen: set[int]) -> set[str]:
-    if id(code) in seen:
-        return set()
-    seen.add(id(code))
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _code_names(const, seen)
-    return names
-
-
 def reachable_names(codes: Iterable[types.CodeType | None], namespace: dict[str, Any]) -> set[str]:
-    """Global names the code can touch, following functions of ``namespace`` it calls; all names
-    when it can run code it was given as text (a magic, a nested cell, ``exec``)."""
+    """Global names the cell's own code can touch; all names when it can run code it was given as
+    text (a magic, a nested cell, ``exec``). The walk (refs.py) adds the names read by the
+    functions it meets below these."""
     seen: set[int] = set()
-    todo = set().union(*(_code_names(c, seen) for c in codes if c is not None))
-    found: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in _RUNS_TEXT:
-            return set(namespace)
-        if name in found or name not in namespace:
-            continue
-        found.add(name)
-        for value in _functions_in(namespace[name]):
-            if value.__globals__ is namespace:
-                todo |= _code_names(value.__code__, seen)
-    return found
-
-
-def _functions_in(value: Any) -> list[types.FunctionType]:
-    """A function, or the methods of a class or instance: code the cell may call through a name."""
-    if isinstance(value, types.FunctionType):
-        return [value]
-    cls = value if isinstance(value, type) else type(value)
-    if cls.__module__ != "__main__":
-        return []
-    return [f for c in cls.__mro__ for f in vars(c).values() if isinstance(f, types.FunctionType)]
+    found = set().union(*(code_names(c, seen) for c in codes if c is not None))
+    if found & RUNS_TEXT:
+        return set(namespace)
+    return found & set(namespace)
 
 
 def user_names(namespace: dict[str, Any], hidden: set[str]) -> list[str]:
@@ -131,8 +100,9 @@ class Snapshot:
             if before is not None and self._changed(key, before):
                 path = self.registry.paths[key]
                 try:
-                    entries.append(("mutated", path, current(self.registry.objects[key])))
-                    out.bases[path] = (key, base(before, self.registry.objects[key]))
+                    obj = self.registry.objects[key]
+                    entries.append(("mutated", path, patch(obj, before) or current(obj)))
+                    out.bases[path] = (key, base(before, obj))
                 except Exception as err:
                     out.lost[describe(path)] = f"{type(err).__name__}: {err}"[:300]
         if has_value:

@@ -25,13 +25,17 @@ PAGEMAP_MIN = 1 << 18
 _EXCLUSIVE = 1 << 56
 
 
+def _pagemap(first: int, count: int) -> bytes:
+    with open(PAGEMAP, "rb", buffering=0) as pagemap:
+        pagemap.seek(first * 8)
+        return pagemap.read(count * 8)
+
+
 def _exclusive_pages(first: int, count: int) -> int:
     """How many of ``count`` pages from page number ``first`` are this process's own."""
     if count <= 0:
         return 0
-    with open(PAGEMAP, "rb", buffering=0) as pagemap:
-        pagemap.seek(first * 8)
-        data = pagemap.read(count * 8)
+    data = _pagemap(first, count)
     np = sys.modules.get("numpy")
     if np is not None:
         entries = np.frombuffer(data, dtype=np.uint64)
@@ -96,6 +100,22 @@ class Watch:
             return _crc(self.addr, self.nbytes) != self.crc
         return self._edges() != self.edges or _exclusive_pages(*self.pages) > 0
 
+    def written_spans(self) -> list[tuple[int, int]] | None:
+        """The byte ranges (from ``addr``) that may have been written, or None if not known here."""
+        if self.crc is not None or self.edges is None:
+            return None
+        first, count = self.pages
+        head, tail_start = first * PAGE - self.addr, (first + count) * PAGE - self.addr
+        spans = []
+        head_crc, tail_crc = self._edges()
+        if head_crc != self.edges[0]:
+            spans.append((0, head))
+        data = array("Q", _pagemap(first, count)) if count > 0 else array("Q")
+        spans += [(head + n * PAGE, head + (n + 1) * PAGE) for n, entry in enumerate(data) if entry & _EXCLUSIVE]
+        if tail_crc != self.edges[1]:
+            spans.append((tail_start, self.nbytes))
+        return spans
+
     def __eq__(self, other: object) -> bool:
         """``before == after``: same region, not written in between."""
         if not isinstance(other, Watch):
@@ -115,3 +135,55 @@ def array_region(arr: object) -> tuple[int, int]:
         low, high = np.byte_bounds(arr)
     return low, high - low
 
+
+
+# CPython's own records of a container's contents, read where the layout is the one checked here
+# (a probe at first use proves it; anywhere else, or when it does not hold, the callers compare
+# the parts themselves). A dict's version tag changes with every insert, delete or replacement
+# (PEP 509); a list's items are one array of pointers, which watching for writes covers, identity
+# of every item included, without copying it.
+_WORD = ctypes.sizeof(ctypes.c_void_p)
+_layout: dict[str, bool] = {}
+
+
+def _word(addr: int) -> int:
+    return ctypes.c_size_t.from_address(addr).value
+
+
+def _dict_probe() -> bool:
+    probe = {"a": 1}
+    if os.environ.get("NBTIMEOUT_PORTABLE") == "1" or _word(id(probe) + 2 * _WORD) != 1:
+        return False  # ma_used is not where it should be
+    first = _word(id(probe) + 3 * _WORD)
+    same = _word(id(probe) + 3 * _WORD)
+    probe["a"] = 2
+    replaced = _word(id(probe) + 3 * _WORD)
+    del probe["a"]
+    deleted = _word(id(probe) + 3 * _WORD)
+    return first == same and len({first, replaced, deleted}) == 3 and first != 0
+
+
+def _list_probe() -> bool:
+    probe = [object(), object(), object()]
+    if os.environ.get("NBTIMEOUT_PORTABLE") == "1" or _word(id(probe) + 2 * _WORD) != 3:
+        return False
+    items = _word(id(probe) + 3 * _WORD)
+    return all(_word(items + n * _WORD) == id(item) for n, item in enumerate(probe))
+
+
+def dict_version(obj: dict) -> int | None:
+    """The version tag of a plain dict (changes whenever its contents do), or None if unknown here."""
+    if type(obj) is not dict:
+        return None
+    if "dict" not in _layout:
+        _layout["dict"] = _dict_probe()
+    return _word(id(obj) + 3 * _WORD) if _layout["dict"] else None
+
+
+def list_items(obj: list) -> tuple[int, int] | None:
+    """(address, bytes) of a plain list's array of item pointers, or None if unknown here."""
+    if type(obj) is not list:
+        return None
+    if "list" not in _layout:
+        _layout["list"] = _list_probe()
+    return (_word(id(obj) + 3 * _WORD), len(obj) * _WORD) if _layout["list"] else None
