@@ -111,9 +111,7 @@ KNOWN: list[Known] = [
           and "skipping hidden" not in _text(d.plain)),
     Known("SyntaxError through nbtimeout", "a cell that does not compile shows ten frames of IPython and "
           "nbtimeout before the SyntaxError (issue 21: none of nbtimeout's frames, being fixed)", ALL,
-          lambda d: d.aspect in ("frames", "nbtimeout frame", "traceback")
-          and "compile_cell" in _text(d.limited) or (d.aspect == "nbtimeout frame" and d.limited == []
-                                                     and "Syntax" in d.cell + "invalid")),
+          lambda d: d.aspect in ("frames", "nbtimeout frame", "traceback") and "in compile_cell" in _text(d.limited)),
     Known("ast_node_interactivity ignored", "with %config ZMQInteractiveShell.ast_node_interactivity = 'all' "
           "only the last value is shown: the body is compiled as one last expression (found by this runner: "
           "issue 21, the cell is not the cell that was typed)", ("signal", "thread"),

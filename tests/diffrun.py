@@ -15,7 +15,6 @@ From the command line, for longer runs by hand::
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import shutil
 import sys
@@ -27,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))  # as ``python -m tests.diffrun``: kernelclient et al.
 
-import diffcompare  # noqa: E402
-import diffcorpus  # noqa: E402
-import diffknown  # noqa: E402
-from kernelclient import Kernel  # noqa: E402
+import diffcompare
+import diffcorpus
+import diffknown
+from kernelclient import Kernel
 
 ENGINES = ("signal", "thread", "fork")
 PROBE = "nbtimeout_diffprobe"
@@ -197,12 +196,15 @@ def main(argv: list[str] | None = None) -> int:
                                                       "'ipython-syntax' for the hand-written notebook")
     parser.add_argument("--default", action="store_true", help="the default corpus (what the test runs)")
     parser.add_argument("--show", type=int, default=1, help="examples shown per class and engine")
+    parser.add_argument("--cap", type=int, help="at most about this many cells per module (a quick sample)")
     parser.add_argument("--dump", help="write every difference, classified, to this JSON file")
     args = parser.parse_args(argv)
     engines = [e for e in args.engine.split(",") if e]
     names = _modules(args.modules)
     if args.default or not names:
         names = [*diffcorpus.DEFAULT, ("ipython-syntax", None), *names]
+    if args.cap:
+        names = [(name, min(cap or args.cap, args.cap)) for name, cap in names]
     books = diffcorpus.notebooks(names)
     run = run_corpus(books, engines, progress=lambda line: print(line, flush=True))
     text, classified = report(run, args.show)
