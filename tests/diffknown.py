@@ -23,6 +23,7 @@ class Known:
     reason: str  # why it differs, and the issue point that is to remove it
     engines: tuple[str, ...]
     matches: Callable[[Difference], bool]
+    diverges: bool = False  # the notebook's state differs from here on: later unmatched ones are FOLLOW_ON
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ KNOWN: list[Known] = [
           "issue 21, the cell is not the cell that was typed)", ("signal", "thread"),
           lambda d: d.cell == "1\n2" and d.aspect in ("outputs", "Out", "_")),
     Known("; not honoured", "a trailing ; no longer hides the result, Out/_ set (issue 21: trailing ;, being fixed)",
-          ALL, _semicolon),
+          ALL, _semicolon, diverges=True),
     Known("StopIteration -> RuntimeError", "next(iter([])) raises RuntimeError from inkernel.drive (issue 21: "
           "StopIteration, being fixed)", ALL,
           lambda d: d.aspect in ("outputs", "ename", "evalue", "frames", "traceback", "nbtimeout frame")
@@ -132,7 +133,18 @@ KNOWN: list[Known] = [
           _note("not carried back from the fork child")),
     Known("fork: value left in child", "a value named in the stderr note is missing (or a copy) in the kernel, "
           "so later cells differ (by design: DEVELOPING, fork faithful)", ("fork",),
-          lambda d: d.aspect.startswith("name ") and d.limited is None and "generator" in _text(d.plain)),
+          lambda d: d.aspect.startswith("name ") and d.limited is None, diverges=True),
+    Known("fork: comes back as a pickled copy", "a changed object comes back through pickle, which drops or "
+          "expands parts: np.ma's mask=False becomes a full mask, exec's __builtins__ in a user dict is lost "
+          "(found by this runner: reported to the lead, fork faithful)", ("fork",),
+          lambda d: d.aspect.startswith("name ") and d.plain is not None and d.limited is not None
+          and d.plain[0] == d.limited[0], diverges=True),
+    Known("fork: decimal context lost", "getcontext().prec/.traps set in a fork cell do not reach the kernel "
+          "(found by this runner: reported to the lead; procstate does not carry decimal's context)", ("fork",),
+          lambda d: d.notebook == "_pydecimal", diverges=True),
+    Known("fork: assignment to _ lost", "'_ = value' in a fork cell leaves the kernel's _ as it was "
+          "(found by this runner: reported to the lead)", ("fork",),
+          lambda d: d.aspect == "_" and d.cell.lstrip().startswith("_ ="), diverges=True),
     Known("fork: warnings registry version", "__warningregistry__['version'] counts filter changes: the "
           "child's resets add to it (harmless; nobody reads it)", ("fork",),
           lambda d: d.aspect == "name __warningregistry__"),
@@ -141,7 +153,7 @@ KNOWN: list[Known] = [
           lambda d: d.aspect == "payload" and d.limited == []),
     Known("fork: magic settings lost", "%precision/%xmode/%config made in a fork cell do not reach the kernel "
           "(found by this runner: reported to the lead, issue 21 follow-up)", ("fork",),
-          lambda d: d.notebook == "ipython-syntax" and d.cell in _AFTER_SETTING),
+          lambda d: d.notebook == "ipython-syntax" and d.cell in _AFTER_SETTING, diverges=True),
 ]
 
 UNKNOWN = Known("UNKNOWN", "no class explains it: a new bug, or a class to add here", ALL, lambda d: True)
@@ -152,13 +164,13 @@ FOLLOW_ON = Known("follow-on", "an earlier cell of the notebook already differed
 def classify(differences: list[Difference]) -> list[Classified]:
     """Each difference with the first known class that matches it, FOLLOW_ON, or UNKNOWN."""
     out = []
-    first_state: dict[tuple[str, str], int] = {}  # (notebook, engine) -> first cell with a state difference
+    first: dict[tuple[str, str], int] = {}  # (notebook, engine) -> first cell whose state diverged
     for d in sorted(differences, key=lambda d: (d.notebook, d.engine, d.index)):
         cls = next((k for k in KNOWN if d.engine in k.engines and k.matches(d)), None)
         key = (d.notebook, d.engine)
         if cls is None:
-            cls = FOLLOW_ON if key in first_state and first_state[key] < d.index else UNKNOWN
-        if _aspect(*STATE_ASPECTS)(d):
-            first_state.setdefault(key, d.index)
+            cls = FOLLOW_ON if key in first and first[key] < d.index else UNKNOWN
+        if cls.diverges or (cls is not FOLLOW_ON and _aspect(*STATE_ASPECTS)(d)):
+            first.setdefault(key, d.index)
         out.append(Classified(d, cls))
     return out
