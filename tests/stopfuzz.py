@@ -30,7 +30,7 @@ from kernelclient import Kernel
 
 GRACE = 0.1  # -g: a swallowed stop is repeated after this, then every 50 ms
 SLACK = float(os.environ.get("NBTIMEOUT_FUZZ_SLACK", "0.5"))  # load on a shared two-core machine
-NEXT = "%%timeout 0.05 -q\nwhile True:\n    pass"  # the next timed cell: must be stopped on time
+NEXT = "%%timeout 0.05 -m {engine} -q\nwhile True:\n    pass"  # the next timed cell: stopped on time
 THREADS = f"__import__('sys').modules[{PROBE!r}].threads()"
 
 # One unit of work inside a loop: where the stop can land.
@@ -145,7 +145,7 @@ class FuzzKernel:
         if "/nbtimeout/" in result.traceback:
             broken.append("nbtimeout frame in the traceback")
         try:
-            after, took_next = self.timed(NEXT, wait=10)
+            after, took_next = self.timed(NEXT.format(engine=self.engine), wait=10)
         except TimeoutError:
             self.restart()
             return [*broken, "next timed cell not stopped within 10 s"]
