@@ -164,15 +164,15 @@ def report(run: Run, show: int = 1) -> tuple[str, list[diffknown.Classified]]:
     table: dict[tuple[str, str], list[diffknown.Classified]] = {}
     for item in classified:
         table.setdefault((item.cls.name, item.difference.engine), []).append(item)
-    lines.append(f"{'class':<34} {'engine':<7} {'cells':>5}  reason / example")
+    lines.append(f"{'class':<42} {'engine':<7} {'cells':>5}  reason / example")
     for (name, engine), items in sorted(table.items()):
         cls = items[0].cls
         cells = len({(i.difference.notebook, i.difference.index) for i in items})
-        lines.append(f"{name:<34} {engine:<7} {cells:>5}  {cls.reason}")
+        lines.append(f"{name:<42} {engine:<7} {cells:>5}  {cls.reason}")
         for item in items[:show]:
             d = item.difference
-            lines.append(f"{'':<48}  {d.notebook}[{d.index}] {d.aspect}: {_short(d.cell, 60)}")
-            lines.append(f"{'':<48}    plain {_short(d.plain)}  limited {_short(d.limited)}")
+            lines.append(f"{'':<56}  {d.notebook}[{d.index}] {d.aspect}: {_short(d.cell, 60)}")
+            lines.append(f"{'':<56}    plain {_short(d.plain)}  limited {_short(d.limited)}")
     seen = {name for name, _ in table}
     stale = [cls.name for cls in diffknown.KNOWN if cls.name not in seen]
     if stale:
