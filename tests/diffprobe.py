@@ -18,7 +18,7 @@ import sys
 _CACHE = re.compile(r"^(_\d+|_i\d*|_ii+|_+|_oh|_ih|_dh|In|Out|exit|quit|get_ipython|_exit_code)$")
 _REPR_CHARS = 400
 _before: dict[str, int] = {}  # name -> id of its object after the setup
-_last: dict[str, int] = {}  # name -> id after the previous cell
+_last: dict[str, tuple[int, object]] = {}  # name -> (id, weak reference or None) after the previous cell
 
 
 def _shell():
@@ -81,8 +81,8 @@ def state() -> str:
     groups: dict[int, list[str]] = {}
     for name, value in names.items():
         groups.setdefault(id(value), []).append(name)
-    kept = sorted(name for name, value in names.items() if _last.get(name) == id(value))
-    moved = sorted(name for name, value in names.items() if name in _last and _last[name] != id(value))
+    kept = sorted(name for name, value in names.items() if name in _last and _same(_last[name], value))
+    moved = sorted(name for name, value in names.items() if name in _last and not _same(_last[name], value))
     count = shell.execution_count - 1  # the cell's own number: run_cell has counted it already
     out = ns.get("Out", {})
     history = ns.get("In", [])
@@ -98,8 +98,23 @@ def state() -> str:
         "count": count,
     }
     _last.clear()
-    _last.update({name: id(value) for name, value in names.items()})
+    _last.update({name: (id(value), _weak(value)) for name, value in names.items()})
     return json.dumps(report)
+
+
+def _weak(value: object) -> object:
+    """A weak reference to ``value`` where it takes one: a freed object's id may be reused."""
+    import weakref
+
+    try:
+        return weakref.ref(value)
+    except TypeError:
+        return None
+
+
+def _same(seen: tuple[int, object], value: object) -> bool:
+    ident, ref = seen
+    return ident == id(value) and (ref is None or ref() is value)
 
 
 _deaths: list[str] = []  # "thread name: exception" of every thread that died of an exception
