@@ -12,8 +12,9 @@ from . import engine as _fork
 from .child import _unlimit_memory, failure
 from .procstate import kernel_random_state
 from .protocol import OWN, announce
+from .refs import RUNS_TEXT, code_names
 from .stays import Held
-from .sync import _RUNS_TEXT, VALUE, Snapshot, _code_names, apply, reachable_names
+from .sync import VALUE, Snapshot, apply, reachable_names
 
 
 def _flush_figures(shell: Any) -> None:
@@ -29,8 +30,8 @@ def _used(codes: tuple, namespace: dict[str, Any]) -> set[str]:
     names = reachable_names(codes, namespace)
     if len(names) < len(namespace):
         return names
-    own = set().union(*(_code_names(c, set()) for c in codes if c is not None))
-    return own if own & _RUNS_TEXT else names
+    own = set().union(*(code_names(c, set()) for c in codes if c is not None))
+    return own if own & RUNS_TEXT else names
 
 
 def run_cell(compiled: CompiledCell, shell: Any, options: Options) -> Any:
