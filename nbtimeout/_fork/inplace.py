@@ -15,6 +15,7 @@ from typing import Any
 from .kinds import ATOMS, numpy_array, rng_state_holder
 from .refs import slot_names
 from .state import EMPTY
+from .watch import dict_version
 
 _KEEP = ("__dict__", "__weakref__")
 
@@ -139,6 +140,10 @@ def base(before: Any, now: Any) -> Any:
         return None
     what = before[0]
     parts = before[2] if what == "object" else before[1]
+    if what == "map" and type(parts) is int:  # a dict watched by its version tag (state.py)
+        return "version", parts
+    if parts is not None and not hasattr(parts, "items"):  # a big list watched by its pointer array
+        return None
     items = () if parts is None else parts.items
     if what != "seq":
         return what, _identity(items)
@@ -150,6 +155,9 @@ def moved_on(old: Any, base: Any) -> bool:
     """In the kernel: whether ``old`` changed since the fork (by another thread)."""
     if base is None:
         return False
+    if base[0] == "version":  # any write to a dict moves its version tag on
+        now = dict_version(old)
+        return now is not None and now != base[1]
     return _identity(_parts(old, base[0])) != base[1]
 
 
