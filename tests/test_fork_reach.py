@@ -79,7 +79,14 @@ def kernel():
     k.shutdown()
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# Both halves of this wave hold for a csv writer: the file's change comes back (reach), and the writer
+# itself, a C object, is named as "may have changed" (travel's stays.py): a false alarm, left open.
+_FALSE_ALARM = pytest.mark.xfail(reason="open, issue 22: stays.py names a C object whose referents were "
+                                        "carried back", strict=False)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=_FALSE_ALARM) if c == "a csv writer's file" else c
+                                  for c in CASES])
 def test_a_change_made_through_what_the_cell_reaches_comes_back(kernel, case):
     setup, body, probe, expected = CASES[case]
     plain, forked, warning = both(kernel, setup, body, "", probe)
